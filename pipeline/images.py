@@ -10,7 +10,7 @@ from typing import Literal, Sequence
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from pipeline.boxes import CropPlan, Rect
+from pipeline.boxes import CropPlan
 from pipeline.files import write_bytes
 
 Resample = Literal["lanczos", "bicubic", "bilinear", "box"]
@@ -58,35 +58,31 @@ def decode_reduced(im: Image.Image, reduce: float) -> Image.Image:
         raise ImageDecodeError(f"{type(exc).__name__}: {exc}") from None
 
 
-def _pil_box(r: Rect) -> tuple[float, float, float, float]:
-    return (r.x0, r.y0, r.x1, r.y1)
-
-
 def render_crop(im: Image.Image, plan: CropPlan, scale: tuple[float, float], size: int, resample: Resample) -> np.ndarray:
     """Cut ``plan`` (in full-size photo coordinates) out of ``im`` and resize it to ``size`` x ``size``.
 
-    ``scale`` maps full-size coordinates to ``im`` (which may be a reduced decode). Resizing uses
-    PIL's antialiased filters with a sub-pixel source box, so no pixel is lost to rounding.
-    Returns uint8 [size, size, 3].
+    ``scale`` maps full-size coordinates to ``im`` (which may be a reduced decode). The pixels are
+    cut out first, so the resize filter never reaches past the crop (no colour bleeding in from
+    outside the box), then resized with PIL's antialiased filters from a sub-pixel source box.
+    Canvas parts outside ``plan.valid`` repeat the nearest valid pixel. Returns uint8 [size, size, 3].
     """
     sx, sy = scale
-    canvas = plan.canvas.scaled(sx, sy)
-    filt = _PIL_RESAMPLE[resample]
-    if not plan.needs_padding:
-        return np.asarray(im.resize((size, size), filt, box=_pil_box(canvas)))
-    # Padding path: materialise the canvas at the decoded resolution with edge-replicated borders.
-    valid = plan.valid.scaled(sx, sy)
-    vx0, vy0 = max(0, round(valid.x0)), max(0, round(valid.y0))
-    vx1, vy1 = min(im.width, max(vx0 + 1, round(valid.x1))), min(im.height, max(vy0 + 1, round(valid.y1)))
-    pixels = np.asarray(im.crop((vx0, vy0, vx1, vy1)))
-    cx0, cy0 = math.floor(canvas.x0), math.floor(canvas.y0)
-    cx1, cy1 = math.ceil(canvas.x1), math.ceil(canvas.y1)
-    pad = ((max(0, vy0 - cy0), max(0, cy1 - vy1)), (max(0, vx0 - cx0), max(0, cx1 - vx1)), (0, 0))
-    padded = np.pad(pixels, pad, mode="edge")
-    # offset of the padded array's origin in decoded coordinates
-    ox, oy = vx0 - pad[1][0], vy0 - pad[0][0]
+    canvas, valid = plan.canvas.scaled(sx, sy), plan.valid.scaled(sx, sy)
+    # integer pixel region to take: the canvas, limited to the valid region and the decoded image
+    x0 = max(0, math.floor(max(canvas.x0, valid.x0) + 1e-6))
+    y0 = max(0, math.floor(max(canvas.y0, valid.y0) + 1e-6))
+    x1 = min(im.width, math.ceil(min(canvas.x1, valid.x1) - 1e-6))
+    y1 = min(im.height, math.ceil(min(canvas.y1, valid.y1) - 1e-6))
+    x1, y1 = max(x1, x0 + 1), max(y1, y0 + 1)
+    pixels = im.crop((x0, y0, x1, y1))
+    # edge-pad the region out to the canvas where the canvas reaches beyond it
+    px0, py0 = max(0, x0 - math.floor(canvas.x0)), max(0, y0 - math.floor(canvas.y0))
+    px1, py1 = max(0, math.ceil(canvas.x1) - x1), max(0, math.ceil(canvas.y1) - y1)
+    if px0 or py0 or px1 or py1:
+        pixels = Image.fromarray(np.pad(np.asarray(pixels), ((py0, py1), (px0, px1), (0, 0)), mode="edge"))
+    ox, oy = x0 - px0, y0 - py0  # where the region's origin sits in decoded coordinates
     box = (canvas.x0 - ox, canvas.y0 - oy, canvas.x1 - ox, canvas.y1 - oy)
-    return np.asarray(Image.fromarray(padded).resize((size, size), filt, box=box))
+    return np.asarray(pixels.resize((size, size), _PIL_RESAMPLE[resample], box=box))
 
 
 def png_bytes(image: np.ndarray | Image.Image) -> bytes:

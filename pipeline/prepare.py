@@ -26,9 +26,8 @@ from pipeline.annotations import AnnotationError, list_annotation_files, parse_a
 from pipeline.boxes import BoxLimits, judge_box, plan_crop, reduction_factor
 from pipeline.config import PrepareConfig, add_config_arguments, as_dict, config_from_args, ConfigError
 from pipeline.files import Dataset, save_dataset, write_json
+from pipeline.layout import IMAGE_SUFFIXES
 from pipeline.images import ImageDecodeError, decode_reduced, image_grid, open_photo, render_crop, save_png
-
-PHOTO_EXTENSIONS = (".jpg", ".jpeg", ".png")
 
 # Skip reasons, in report order. Photo-level reasons count photos; box-level ones count boxes.
 PHOTO_SKIPS = ("missing_photo", "no_annotation", "corrupt_image", "malformed_xml", "empty_annotation")
@@ -112,7 +111,7 @@ def find_tasks(images_dir: Path, annotations_dir: Path) -> tuple[list[PhotoTask]
     photos = {
         p.stem: p
         for p in images_dir.iterdir()
-        if p.suffix.lower() in PHOTO_EXTENSIONS and not p.name.startswith(".")
+        if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
     }
     files = list_annotation_files(annotations_dir)
     breeds = list(dict.fromkeys(f.breed for f in files))

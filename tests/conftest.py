@@ -1,0 +1,60 @@
+"""Shared test fixtures: the real annotation files beside the repo, and tiny data sets built here."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_ANNOTATIONS = REPO.parent / "shared" / "data" / "stanford-dogs-annotations"
+
+
+@pytest.fixture(scope="session")
+def shared_annotations() -> Path:
+    """../shared/data/stanford-dogs-annotations (real Stanford Dogs XML, no photos)."""
+    if not (SHARED_ANNOTATIONS / "Annotation.zip").is_file():
+        pytest.skip(f"{SHARED_ANNOTATIONS} is not here (it sits beside the repo in CI)")
+    return SHARED_ANNOTATIONS
+
+
+def voc_xml(width: int, height: int, boxes: list[tuple[int, int, int, int]], name: str = "pug") -> str:
+    objects = "".join(
+        f"<object><name>{name}</name><bndbox><xmin>{a}</xmin><ymin>{b}</ymin><xmax>{c}</xmax><ymax>{d}</ymax>"
+        "</bndbox></object>"
+        for a, b, c, d in boxes
+    )
+    return f"<annotation><size><width>{width}</width><height>{height}</height><depth>3</depth></size>{objects}</annotation>"
+
+
+class TinyCompetition:
+    """A competition-layout folder: root/all-dogs/<id>.jpg and root/Annotation/<wnid>-<Breed>/<id>."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.images = root / "all-dogs"
+        self.annotations = root / "Annotation"
+        self.images.mkdir(parents=True, exist_ok=True)
+        self.annotations.mkdir(parents=True, exist_ok=True)
+
+    def add(self, photo_id: str, breed_folder: str, size=(120, 90), boxes=((10, 10, 59, 69),),
+            colour=(200, 30, 30), xml: str | None = None, photo: bool = True, mode: str = "RGB") -> None:
+        folder = self.annotations / breed_folder
+        folder.mkdir(exist_ok=True)
+        (folder / photo_id).write_text(xml if xml is not None else voc_xml(*size, list(boxes)))
+        if photo:
+            im = Image.new("RGB", size, colour)
+            if mode != "RGB":
+                im = im.convert(mode)
+            im.save(self.images / f"{photo_id}.jpg", quality=95)
+
+
+@pytest.fixture
+def tiny(tmp_path) -> TinyCompetition:
+    return TinyCompetition(tmp_path / "raw")
+
+
+def solid(size, colour) -> np.ndarray:
+    return np.broadcast_to(np.asarray(colour, np.uint8), (size[1], size[0], 3)).copy()
