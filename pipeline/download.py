@@ -136,9 +136,9 @@ def extract_nested(archive: Path, dest: Path) -> None:
     with zipfile.ZipFile(archive) as z:
         z.extractall(dest)
     for inner in sorted(dest.rglob("*.zip")):
-        target = inner.with_suffix("")
+        check_zip(inner)
         with zipfile.ZipFile(inner) as z:
-            z.extractall(target)
+            z.extractall(inner.with_suffix(""))
         inner.unlink()
 
 
@@ -249,6 +249,9 @@ def main(argv: list[str] | None = None) -> int:
         marker, did = obtain(cfg, out, local, Path(args.cache) if args.cache else None, args.force, args.redownload)
     except (ConfigError, DownloadError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a full disk, a read-only folder: say so, without a traceback
+        print(f"error: could not write {out}: {exc}. Free some space or pick another --out.", file=sys.stderr)
         return 2
     counts = ", ".join(f"{k} {marker[k]}" for k in ("photos", "annotation_files", "boxes") if k in marker)
     print(f"{'wrote' if did else 'already complete:'} {out} ({marker.get('source')}; {counts})")

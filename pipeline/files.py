@@ -67,7 +67,12 @@ def replace_dir(new: Path, final: Path) -> None:
     if final.exists():
         old = final.with_name(f".{final.name}.old-{new.name[-8:]}")
         final.rename(old)
-    new.rename(final)
+    try:
+        new.rename(final)
+    except OSError:
+        if old is not None:
+            old.rename(final)  # put the old folder back rather than leave nothing
+        raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
 
