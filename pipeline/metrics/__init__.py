@@ -1,0 +1,1 @@
+"""Metrics: pure functions from features (or images) to numbers."""
