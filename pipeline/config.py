@@ -66,8 +66,102 @@ class PrepareConfig:
             )
 
 
+@dataclass(frozen=True)
+class TrainConfig:
+    """Section ``train``: the model, its loss and its optimisation. Defaults follow the 1st-place recipe
+    (BigGAN, z 120, BCE with label smoothing, Adam 3e-4 / 3e-4 with betas (0, 0.999), batch 32, 130 epochs).
+
+    The chosen model's own options come from ``train.<model>`` (e.g. ``train.biggan.g_width``) and end
+    up, validated, in ``model_options``.
+    """
+
+    model: str = "biggan"  # a name in pipeline.models.REGISTRY
+    conditional: bool = True  # condition G and D on the breed
+    loss: str = "bce"  # a name in pipeline.losses.LOSSES: bce, hinge, rals
+    label_smoothing: float = field(default=0.1, metadata=_range(0.0, 0.5))  # bce only: real target 1 - this
+    aux_class_weight: float = field(default=0.0, metadata=_range(0.0, None))  # > 0: D also classifies the breed
+    batch_size: int = field(default=32, metadata=_range(1, 4096))  # per process
+    epochs: float = field(default=130.0, metadata=_range(0.0, None))  # passes over the data set
+    lr_g: float = field(default=3e-4, metadata=_range(0.0, 1.0))
+    lr_d: float = field(default=3e-4, metadata=_range(0.0, 1.0))
+    beta1: float = field(default=0.0, metadata=_range(0.0, 0.9999))
+    beta2: float = field(default=0.999, metadata=_range(0.0, 0.9999))
+    d_steps: int = field(default=1, metadata=_range(1, 10))  # D updates per G update
+    cosine_restart_epochs: float = field(default=0.0, metadata=_range(0.0, None))  # 0: constant lr
+    ema_decay: float = field(default=0.999, metadata=_range(0.0, 0.99999))  # 0: no EMA (G_ema = G)
+    augment: str = ""  # DiffAugment policy, e.g. "color,translation,cutout"; "" = none
+    hflip: bool = True  # random horizontal flips of the real images
+    real_noise: float = field(default=0.0, metadata=_range(0.0, 1.0))  # uniform noise added to real images
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16/fp16 on a GPU, fp32 on CPU
+    channels_last: bool = True  # GPU only
+    compile: bool = False  # torch.compile the models (GPU)
+    time_budget_min: float = field(default=0.0, metadata=_range(0.0, None))  # 0: none; stops cleanly in time
+    checkpoint_every: int = field(default=1000, metadata=_range(1, None))  # steps
+    sample_every: int = field(default=500, metadata=_range(1, None))  # steps between sample grids
+    log_every: int = field(default=20, metadata=_range(1, None))  # steps between logged losses
+    sample_breeds: int = field(default=12, metadata=_range(1, 120))  # conditional grids: one row per breed
+    seed: int = 0
+    model_options: Any = field(default=None, metadata={"internal": True})  # from train.<model>
+
+
+def _build_train(values: dict[str, Any] | None) -> TrainConfig:
+    """The train section: its own keys, plus one sub-section per registered model."""
+    from pipeline.augment import parse_policy  # these import torch: only the train-side stages pay for it
+    from pipeline.losses import LOSSES
+    from pipeline.models import REGISTRY
+
+    if values is not None and not isinstance(values, dict):
+        raise ConfigError(f"params section 'train' must be a mapping of keys to values, got {values!r}")
+    values = dict(values or {})
+    nested = {name: values.pop(name) for name in list(values) if name in REGISTRY}
+    cfg = validate_dataclass(TrainConfig, values, "train")
+    if cfg.model not in REGISTRY:
+        raise ConfigError(f"train.model: {cfg.model!r} is not a known model; choose one of {', '.join(sorted(REGISTRY))}")
+    try:
+        parse_policy(cfg.augment)
+    except ValueError as exc:
+        raise ConfigError(f"train.augment: {exc}") from None
+    if cfg.loss not in LOSSES:
+        raise ConfigError(f"train.loss: {cfg.loss!r} is not a known loss; choose one of {', '.join(sorted(LOSSES))}")
+    # every model sub-section is checked, so a typo under a model not in use is still caught
+    options = {name: validate_dataclass(REGISTRY[name].options, sub, f"train.{name}") for name, sub in nested.items()}
+    chosen = options.get(cfg.model) or REGISTRY[cfg.model].options()
+    return dataclasses.replace(cfg, model_options=chosen)
+
+
+@dataclass(frozen=True)
+class GenerateConfig:
+    """Section ``generate``: how a checkpoint is sampled into images.zip."""
+
+    n: int = field(default=10_000, metadata=_range(1, None))  # Kaggle wants exactly 10,000
+    truncation: float = field(default=0.8, metadata=_range(0.0, None))  # resample |z| >= this; 0 = off (1st place: 0.8)
+    label_sampling: Literal["proportional", "uniform"] = "proportional"  # breeds as in the training set, or evenly
+    use_ema: bool = True  # sample the EMA generator
+    batch_size: int = field(default=500, metadata=_range(1, 100_000))
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class ScoreConfig:
+    """Section ``score``: how a submission zip is scored (MiFID against the prepared training images).
+
+    ``inception`` is the network Kaggle's public board used (its weights must be on disk or downloadable);
+    ``standin`` needs no download but its numbers are not comparable to Kaggle's.
+    """
+
+    network: Literal["inception", "standin"] = "inception"  # a name in pipeline.metrics.features.NETWORKS
+    eps: float = field(default=0.1, metadata=_range(0.0, 1.0))  # memorization threshold: public 0.1, private 0.25
+    batch_size: int = field(default=100, metadata=_range(1, 100_000))  # images per feature-network pass
+    inception_weights: str = ""  # path of pt_inception-2015-12-05-6726825d.pth; "" = $FID_WEIGHTS or the hub cache
+    expected_images: int = field(default=10_000, metadata=_range(1, None))  # images the zip must hold (Kaggle: 10,000)
+    chunk: int = field(default=1024, metadata=_range(1, None))  # generated rows per block of the distance computation
+
+
 # Every stage section, by name. Later stages add theirs here.
-SECTIONS: dict[str, type] = {"data": DataConfig, "prepare": PrepareConfig}
+SECTIONS: dict[str, type] = {
+    "data": DataConfig, "prepare": PrepareConfig, "train": TrainConfig, "generate": GenerateConfig,
+    "score": ScoreConfig,
+}
 
 
 def _check_value(section: str, f: dataclasses.Field, hint: Any, value: Any) -> Any:
@@ -105,25 +199,31 @@ def _check_value(section: str, f: dataclasses.Field, hint: Any, value: Any) -> A
     return value
 
 
+def validate_dataclass(cls: type, values: dict[str, Any] | None, prefix: str):
+    """Check ``values`` against the fields of dataclass ``cls`` and build it; ``prefix`` names the keys."""
+    if values is None:
+        values = {}
+    if not isinstance(values, dict):
+        raise ConfigError(f"params {prefix!r} must be a mapping of keys to values, got {values!r}")
+    fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ConfigError(
+            f"unknown key(s) {', '.join(f'{prefix}.{k}' for k in unknown)}; "
+            f"the keys of {prefix!r} are: {', '.join(fields)}"
+        )
+    hints = typing.get_type_hints(cls)
+    checked = {k: _check_value(prefix, fields[k], hints[k], v) for k, v in values.items()}
+    return cls(**checked)
+
+
 def build_config(section: str, values: dict[str, Any] | None):
     """Validate a section's raw mapping into its dataclass; missing keys take their defaults."""
     if section not in SECTIONS:
         raise ConfigError(f"unknown params section {section!r}; known sections: {', '.join(SECTIONS)}")
-    cls = SECTIONS[section]
-    if values is None:
-        values = {}
-    if not isinstance(values, dict):
-        raise ConfigError(f"params section {section!r} must be a mapping of keys to values")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - set(fields))
-    if unknown:
-        raise ConfigError(
-            f"unknown key(s) {', '.join(f'{section}.{k}' for k in unknown)}; "
-            f"the keys of {section!r} are: {', '.join(fields)}"
-        )
-    hints = typing.get_type_hints(cls)
-    checked = {k: _check_value(section, fields[k], hints[k], v) for k, v in values.items()}
-    return cls(**checked)
+    if section == "train":
+        return _build_train(values)
+    return validate_dataclass(SECTIONS[section], values, section)
 
 
 def read_params(path: str | os.PathLike = DEFAULT_PARAMS) -> dict[str, Any]:
@@ -152,7 +252,13 @@ def apply_overrides(section: str, values: dict[str, Any], overrides: list[str]) 
             prefix, key = key.split(".", 1)
             if prefix != section:
                 raise ConfigError(f"--set {item!r}: this stage reads section {section!r}, not {prefix!r}")
-        values[key] = yaml.safe_load(raw)
+        *parents, leaf = key.split(".")
+        node = values
+        for part in parents:  # e.g. train.biggan.g_width=64
+            child = node.get(part)
+            node[part] = dict(child) if isinstance(child, dict) else {}
+            node = node[part]
+        node[leaf] = yaml.safe_load(raw)
     return values
 
 
@@ -167,7 +273,7 @@ def load_config(section: str, params_path: str | os.PathLike = DEFAULT_PARAMS, o
 def add_config_arguments(parser: argparse.ArgumentParser, section: str) -> None:
     """Add ``--params`` and ``--set``, and list the section's keys and defaults in ``--help``."""
     cls = SECTIONS[section]
-    keys = ", ".join(f"{f.name}={f.default!r}" for f in dataclasses.fields(cls))
+    keys = ", ".join(f"{f.name}={f.default!r}" for f in dataclasses.fields(cls) if not f.metadata.get("internal"))
     parser.add_argument(
         "--params", default=str(DEFAULT_PARAMS), metavar="FILE",
         help=f"params file whose {section!r} section configures this stage (default: %(default)s)",

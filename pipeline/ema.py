@@ -12,22 +12,12 @@ import copy
 import torch
 from torch import nn
 
-
-def _unwrap(model) -> nn.Module:
-    """The module inside DistributedDataParallel / DataParallel (``.module``) or torch.compile (``._orig_mod``).
-
-    Only wrappers are opened: a plain nn.Module that happens to have a ``module`` attribute is left alone.
-    """
-    if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)) or (
-        not isinstance(model, nn.Module) and hasattr(model, "module")
-    ):
-        model = model.module
-    return getattr(model, "_orig_mod", model)
+from pipeline.runtime import unwrap
 
 
 def make_ema(model: nn.Module) -> nn.Module:
     """A deep copy of ``model`` (unwrapped) in eval mode, with no gradients: the starting G_ema."""
-    ema = copy.deepcopy(_unwrap(model))
+    ema = copy.deepcopy(unwrap(model))
     ema.eval()
     ema.requires_grad_(False)
     return ema
@@ -43,7 +33,7 @@ def ema_update(ema_model: nn.Module, model: nn.Module, decay: float) -> None:
     """
     if not 0.0 <= decay <= 1.0:
         raise ValueError(f"EMA decay must be in [0, 1], got {decay}")
-    ema_model, model = _unwrap(ema_model), _unwrap(model)
+    ema_model, model = unwrap(ema_model), unwrap(model)
     ema_params = dict(ema_model.named_parameters())
     params = dict(model.named_parameters())
     if ema_params.keys() != params.keys():
@@ -65,11 +55,12 @@ def ema_update(ema_model: nn.Module, model: nn.Module, decay: float) -> None:
         ema_buffers[name].copy_(b)
 
 
-def ema_decay_at(step: int, decay: float, warmup_steps: int = 0) -> float:
-    """The decay to use at ``step`` (0-based): 0 (G_ema just copies G) before ``warmup_steps``, then ``decay``.
+def ema_decay_at(step: int, decay: float) -> float:
+    """The decay to use at ``step`` (0-based): ramped as (1 + step) / (10 + step) up to ``decay``.
 
-    This is BigGAN's ``ema_start``: early on G changes so fast that averaging only blends its random start
-    into the copy (with decay 0.999 the start still weighs e^-1 after 1,000 steps), so the average starts
-    from an already trained G. ``warmup_steps`` 0 means a constant ``decay`` from the first step.
+    Early on G changes so fast that a fixed 0.999 would only blend its random start into the copy (the
+    start still weighs 0.999^200 = 82% after 200 steps, so a short run would sample noise). The ramp lets
+    the average follow G at first and settle into the long average later (step 0: 0.1, step 90: 0.91,
+    step 9,990: 0.999).
     """
-    return 0.0 if step < warmup_steps else decay
+    return min(decay, (1.0 + step) / (10.0 + step))

@@ -36,7 +36,7 @@ def test_ints_are_accepted_for_floats():
 
 
 def test_unknown_section():
-    with pytest.raises(ConfigError, match="known sections: data, prepare"):
+    with pytest.raises(ConfigError, match="known sections: data, prepare, train, generate"):
         build_config("prepair", {})
 
 

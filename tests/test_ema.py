@@ -84,9 +84,10 @@ def test_mismatched_models_are_an_error():
 
 
 def test_decay_warmup():
-    assert ema_decay_at(0, 0.999) == 0.999
-    assert ema_decay_at(99, 0.999, warmup_steps=100) == 0.0
-    assert ema_decay_at(100, 0.999, warmup_steps=100) == 0.999
+    assert ema_decay_at(0, 0.999) == 0.1  # 1 / 10
+    assert ema_decay_at(90, 0.999) == 0.91  # 91 / 100
+    assert ema_decay_at(9_990, 0.999) == 0.999  # 9991 / 10000 > 0.999: capped
+    assert ema_decay_at(5, 0.0) == 0.0  # decay 0: G_ema is a copy of G
 
 
 def test_model_without_parameters():

@@ -1,0 +1,106 @@
+"""Training throughput: images per second of each model, as the train stage runs it.
+
+    .venv/bin/python bench/train_bench.py                       # every model, batch 64 and 128, this machine
+    python bench/train_bench.py --models biggan --batch 128 --precision bf16 --compile   # on a GPU
+
+Times real ``train_step`` calls (D step on real + fake, G step, EMA update) on a synthetic 64x64
+data set held on the device, after warm-up steps, with the model sizes of ``params.yaml`` or the
+models' own defaults (``--defaults``: the 1st-place sizes). Prints a table and writes JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from pipeline.config import build_config, read_params  # noqa: E402
+from pipeline.files import Dataset  # noqa: E402
+from pipeline.runtime import setup_runtime  # noqa: E402
+from pipeline import train as tr  # noqa: E402
+
+
+def synthetic(n: int = 2048, classes: int = 120) -> Dataset:
+    rng = np.random.default_rng(0)
+    return Dataset(
+        rng.integers(0, 256, (n, 64, 64, 3), dtype=np.uint8),
+        rng.integers(0, classes, n).astype(np.int64),
+        np.array([f"breed{i}" for i in range(classes)]),
+        np.array([f"p{i}#0" for i in range(n)]),
+    )
+
+
+def bench_one(model: str, batch: int, precision: str, compile_: bool, defaults: bool, steps: int, warmup: int,
+              device: str) -> dict:
+    values = dict(read_params().get("train") or {})
+    if defaults:  # the models' own defaults: the 1st-place sizes
+        values = {k: v for k, v in values.items() if k not in ("dcgan", "biggan", "progan")}
+    values.update(model=model, batch_size=batch, precision=precision, compile=compile_, ema_decay=0.999)
+    cfg = build_config("train", values)
+    rt = setup_runtime(cfg.precision, cfg.channels_last, device)
+    ds = synthetic()
+    torch.manual_seed(0)
+    parts = tr.build_parts(cfg, len(ds.breeds), rt, steps_per_epoch=len(ds) / batch)
+    data = tr.DeviceData(ds, rt.device, 0)
+    tr.set_progress(parts, 1.0)  # progressive models at full 64x64 resolution: the expensive case
+    for _ in range(warmup):
+        tr.train_step(parts, data, cfg, rt)
+    if rt.device.type == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        tr.train_step(parts, data, cfg, rt)
+    if rt.device.type == "cuda":
+        torch.cuda.synchronize()
+    dt = time.perf_counter() - t0
+    g_params = sum(p.numel() for p in tr.unwrap(parts.G).parameters())
+    d_params = sum(p.numel() for p in tr.unwrap(parts.D).parameters())
+    return {
+        "model": model, "batch": batch, "precision": rt.precision, "compile": compile_,
+        "options": str(cfg.model_options), "g_params": g_params, "d_params": d_params,
+        "steps": steps, "seconds": round(dt, 3), "images_per_s": round(steps * batch * cfg.d_steps / dt, 1),
+        "peak_gpu_mb": round(torch.cuda.max_memory_allocated() / 2**20) if rt.device.type == "cuda" else None,
+        "device": torch.cuda.get_device_name() if rt.device.type == "cuda" else platform.processor() or "cpu",
+    }
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--models", nargs="+", default=["dcgan", "progan", "biggan"])
+    ap.add_argument("--batch", nargs="+", type=int, default=[64, 128])
+    ap.add_argument("--precision", nargs="+", default=["fp32"], help="fp32, bf16, fp16 (GPU), auto")
+    ap.add_argument("--compile", nargs="+", default=["off"], choices=["off", "on"], help="torch.compile the models")
+    ap.add_argument("--defaults", action="store_true", help="the models' default (1st-place) sizes, not params.yaml's")
+    ap.add_argument("--steps", type=int, default=5)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--json", default="bench/out/train_bench.json")
+    args = ap.parse_args()
+    rows = []
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
+    for model in args.models:
+        for batch in args.batch:
+            for precision in args.precision:
+                for comp in args.compile:
+                    r = bench_one(model, batch, precision, comp == "on", args.defaults, args.steps, args.warmup,
+                                  args.device)
+                    rows.append(r)
+                    print(f"{r['model']:7s} batch {r['batch']:4d} {r['precision']:5s} compile {comp:3s} "
+                          f"{r['images_per_s']:9.1f} img/s  G {r['g_params'] / 1e6:.2f}M  D {r['d_params'] / 1e6:.2f}M  "
+                          f"peak GPU {r['peak_gpu_mb']} MB  ({r['device']})", flush=True)
+    Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.json).write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,114 @@
+"""One self-contained checkpoint file per run, written atomically and loaded safely.
+
+It holds G, D and G_ema weights, both optimizer states, the step reached, the model's name and
+options, the breed names and the training config: everything needed to resume training or to
+generate images, and nothing that needs unpickling arbitrary objects (``weights_only=True``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import pickle
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from pipeline.files import atomic_path
+from pipeline.models import build_model, model_entry
+from pipeline.runtime import unwrap
+
+FORMAT = "generative-dogs-checkpoint"
+VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A file that is not a usable checkpoint of this project."""
+
+
+def save_checkpoint(
+    path: str | os.PathLike,
+    *,
+    G: nn.Module,
+    D: nn.Module,
+    G_ema: nn.Module | None,
+    opt_g: torch.optim.Optimizer | None,
+    opt_d: torch.optim.Optimizer | None,
+    step: int,
+    total_steps: int,
+    model: str,
+    model_options,
+    n_classes: int,
+    aux_classifier: bool,
+    breeds: list[str],
+    train_config: dict[str, Any],
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """Write everything to ``path`` atomically (temporary file, then rename)."""
+    payload = {
+        "format": FORMAT,
+        "version": VERSION,
+        "model": model,
+        "model_options": dataclasses.asdict(model_options),
+        "n_classes": int(n_classes),
+        "aux_classifier": bool(aux_classifier),
+        "breeds": [str(b) for b in breeds],
+        "step": int(step),
+        "total_steps": int(total_steps),
+        "train_config": train_config,
+        "G": unwrap(G).state_dict(),
+        "D": unwrap(D).state_dict(),
+        "G_ema": unwrap(G_ema).state_dict() if G_ema is not None else None,
+        "opt_g": opt_g.state_dict() if opt_g is not None else None,
+        "opt_d": opt_d.state_dict() if opt_d is not None else None,
+        "rng_cpu": torch.get_rng_state(),
+        "extra": extra or {},
+    }
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load and check a checkpoint. Never unpickles code: ``torch.load(weights_only=True)``."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no checkpoint here. Train one with `python -m pipeline.train` (or `dvc repro train`).")
+    try:
+        payload = torch.load(path, map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
+        raise CheckpointError(
+            f"{path} is not a readable checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}). "
+            "It may be truncated or from another program; delete it and train again."
+        ) from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(f"{path} is a PyTorch file but not a checkpoint of this project (no {FORMAT!r} marker).")
+    if payload.get("version") != VERSION:
+        raise CheckpointError(f"{path}: checkpoint version {payload.get('version')}, this code reads version {VERSION}.")
+    return payload
+
+
+def options_from(payload: dict[str, Any]):
+    """The model's options dataclass, rebuilt from the checkpoint's plain dict."""
+    entry = model_entry(payload["model"])
+    known = {f.name for f in dataclasses.fields(entry.options)}
+    unknown = set(payload["model_options"]) - known
+    if unknown:
+        raise CheckpointError(f"checkpoint options {sorted(unknown)} are unknown to model {payload['model']!r} in this code.")
+    return entry.options(**payload["model_options"])
+
+
+def models_from(payload: dict[str, Any]) -> tuple[nn.Module, nn.Module, nn.Module]:
+    """Rebuild (G, D, G_ema) on the CPU with the checkpoint's weights. G_ema is G's copy when there was no EMA."""
+    G, D = build_model(payload["model"], options_from(payload), payload["n_classes"], payload["aux_classifier"])
+    try:
+        G.load_state_dict(payload["G"])
+        D.load_state_dict(payload["D"])
+        G_ema, _ = build_model(payload["model"], options_from(payload), payload["n_classes"], payload["aux_classifier"])
+        G_ema.load_state_dict(payload["G_ema"] if payload["G_ema"] is not None else payload["G"])
+    except RuntimeError as exc:
+        raise CheckpointError(f"checkpoint weights do not fit model {payload['model']!r}: {str(exc)[:300]}") from None
+    G_ema.eval().requires_grad_(False)
+    return G, D, G_ema

@@ -1,0 +1,192 @@
+"""Conditional progressive GAN at 64x64 (Karras et al. 2018, "Progressive Growing of GANs").
+
+Training starts at 4x4 and grows through 8, 16, 32 to 64x64; each new resolution is faded in (``alpha``
+0 -> 1 blends the 2x-upsampled to-RGB output of the previous resolution with the new block's to-RGB output
+in G, and mirrors that in D: the new block on the full input against the previous from-RGB on a 2x
+average-pooled input). All layers use the equalized learning rate; G uses pixel norm after every conv, D has
+a minibatch standard deviation channel before its last block. Activations are LeakyReLU(0.2).
+
+G: [pixel-normed z, pixel-normed class embedding] -> dense to 4x4 -> conv3x3 -> (upsample, conv3x3,
+conv3x3) per resolution -> 1x1 to-RGB -> tanh. D: 1x1 from-RGB -> (conv3x3, conv3x3, 2x avg-pool) per
+resolution -> minibatch stddev, conv3x3, conv4x4 (valid) -> linear logit + projection <embed(y), h>.
+Channels: ``width`` at 4-16, width/2 at 32, width/4 at 64, which keeps the big resolutions cheap.
+
+The training loop never knows the model grows: G always returns 64x64 (its current resolution upsampled,
+nearest) and D always takes 64x64 (average-pooled down to its current resolution). ``set_progress(fraction)``
+sets the stage and alpha (see ``schedule``), held in buffers so checkpoints and the EMA copy carry them.
+
+With DistributedDataParallel the layers of the resolutions not yet reached get no gradient, so DDP must be
+built with ``find_unused_parameters=True`` for this model (``has_unused_parameters`` says so). Zero gradients
+would not do instead: Adam would count those steps and give a newly faded-in layer steps ~30x too large.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pipeline.models import register_model
+from pipeline.models.layers import EqualizedConv2d, EqualizedLinear, check_labels, minibatch_stddev, pixel_norm
+
+RESOLUTIONS = (4, 8, 16, 32, 64)
+OUT_SIZE = RESOLUTIONS[-1]
+
+
+@dataclass(frozen=True)
+class ProGANOptions:
+    z_dim: int = field(default=128, metadata={"min": 1, "max": 4096})
+    width: int = field(default=128, metadata={"min": 4, "max": 1024})  # channels at 4-16; /2 at 32, /4 at 64
+    mbstd_group: int = field(default=4, metadata={"min": 1, "max": 64})  # minibatch-stddev group size
+
+
+def schedule(fraction: float, n_stages: int) -> tuple[int, float]:
+    """The stage (index into the resolutions) and fade-in ``alpha`` at ``fraction`` of training, in [0, 1].
+
+    Training is split equally among the ``n_stages`` stages. Stage 0 is always stable (alpha 1); in every later
+    stage the first half fades the new resolution in (alpha rising linearly from 0 to 1) and the second half
+    trains it stable. Fractions past 1 stay at the last stage, alpha 1.
+    """
+    position = min(max(fraction, 0.0), 1.0) * n_stages
+    stage = min(int(position), n_stages - 1)
+    if stage == 0:
+        return 0, 1.0
+    return stage, min(1.0, 2.0 * (position - stage))
+
+
+def _channels(resolution: int, width: int) -> int:
+    return {32: width // 2, 64: width // 4}.get(resolution, width)
+
+
+def _lrelu(x: torch.Tensor) -> torch.Tensor:
+    return F.leaky_relu(x, 0.2)
+
+
+class _Progressive(nn.Module):
+    """Stage and alpha in buffers (so state_dict, the EMA copy and DDP's buffer broadcast carry them)."""
+
+    has_unused_parameters = True  # for DDP: see the module docstring
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("stage", torch.tensor(0, dtype=torch.long))
+        self.register_buffer("alpha", torch.tensor(1.0))
+
+    def set_progress(self, fraction: float) -> None:
+        stage, alpha = schedule(fraction, len(RESOLUTIONS))
+        self.stage.fill_(stage)
+        self.alpha.fill_(alpha)
+
+    def _state(self) -> tuple[int, float]:
+        return int(self.stage), float(self.alpha)
+
+
+class GBlock(nn.Module):
+    """Upsample 2x, then two conv3x3 + LeakyReLU + pixel norm: [N, a, R, R] -> [N, b, 2R, 2R]."""
+
+    def __init__(self, in_ch: int, out_ch: int):
+        super().__init__()
+        self.conv1 = EqualizedConv2d(in_ch, out_ch, 3, padding=1)
+        self.conv2 = EqualizedConv2d(out_ch, out_ch, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = F.interpolate(x, scale_factor=2, mode="nearest")
+        x = pixel_norm(_lrelu(self.conv1(x)))
+        return pixel_norm(_lrelu(self.conv2(x)))
+
+
+class Generator(_Progressive):
+    def __init__(self, z_dim: int, width: int, n_classes: int):
+        super().__init__()
+        self.z_dim, self.n_classes = z_dim, n_classes
+        self.width = width
+        # the class embedding is pixel-normed like z, so neither dominates the latent
+        self.embed = nn.Parameter(torch.randn(n_classes, z_dim)) if n_classes else None
+        latent = z_dim * (2 if n_classes else 1)
+        self.dense = EqualizedLinear(latent, width * 16, gain=math.sqrt(2.0) / 4)  # ProGAN's 4x4 "conv" from z
+        self.conv4 = EqualizedConv2d(width, width, 3, padding=1)
+        chans = [_channels(r, width) for r in RESOLUTIONS]
+        self.blocks = nn.ModuleList(GBlock(a, b) for a, b in zip(chans, chans[1:]))  # blocks[s - 1] makes stage s
+        self.to_rgb = nn.ModuleList(EqualizedConv2d(c, 3, 1, gain=1.0) for c in chans)
+
+    def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """z: [N, z_dim]; y: int64 [N] (conditional) or None -> images [N, 3, 64, 64] in [-1, 1]."""
+        check_labels(y, len(z), self.n_classes)
+        stage, alpha = self._state()
+        latent = pixel_norm(z)
+        if self.embed is not None:
+            latent = torch.cat([latent, pixel_norm(self.embed[y]).to(latent.dtype)], dim=1)
+        h = pixel_norm(_lrelu(self.dense(latent).reshape(len(z), self.width, 4, 4)))
+        h = pixel_norm(_lrelu(self.conv4(h)))
+        for block in self.blocks[: max(stage - 1, 0)]:
+            h = block(h)
+        if stage == 0:
+            rgb = self.to_rgb[0](h)
+        else:
+            rgb = self.to_rgb[stage](self.blocks[stage - 1](h))
+            if alpha < 1.0:  # fading in: blend with the previous resolution's image, upsampled
+                old = F.interpolate(self.to_rgb[stage - 1](h), scale_factor=2, mode="nearest")
+                rgb = torch.lerp(old, rgb, alpha)
+        rgb = torch.tanh(rgb)
+        factor = OUT_SIZE // RESOLUTIONS[stage]
+        return F.interpolate(rgb, scale_factor=factor, mode="nearest") if factor > 1 else rgb
+
+
+class DBlock(nn.Module):
+    """Two conv3x3 + LeakyReLU, then 2x average pooling: [N, a, R, R] -> [N, b, R/2, R/2]."""
+
+    def __init__(self, in_ch: int, out_ch: int):
+        super().__init__()
+        self.conv1 = EqualizedConv2d(in_ch, in_ch, 3, padding=1)
+        self.conv2 = EqualizedConv2d(in_ch, out_ch, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.avg_pool2d(_lrelu(self.conv2(_lrelu(self.conv1(x)))), 2)
+
+
+class Discriminator(_Progressive):
+    def __init__(self, width: int, n_classes: int, aux_classifier: bool, mbstd_group: int):
+        super().__init__()
+        self.n_classes, self.mbstd_group = n_classes, mbstd_group
+        chans = [_channels(r, width) for r in RESOLUTIONS]
+        self.from_rgb = nn.ModuleList(EqualizedConv2d(3, c, 1) for c in chans)
+        self.blocks = nn.ModuleList(DBlock(b, a) for a, b in zip(chans, chans[1:]))  # blocks[s - 1] leaves stage s
+        self.conv4 = EqualizedConv2d(width + 1, width, 3, padding=1)
+        self.dense4 = EqualizedConv2d(width, width, 4)  # 4x4 -> 1x1
+        self.logit = EqualizedLinear(width, 1, gain=1.0)
+        # projection embedding: N(0, 1) scaled by 1/sqrt(width) at run time, in the spirit of the equalized lr
+        self.embed = nn.Parameter(torch.randn(n_classes, width)) if n_classes else None
+        self.embed_scale = 1 / math.sqrt(width)
+        self.classifier = EqualizedLinear(width, n_classes, gain=1.0) if aux_classifier and n_classes else None
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor | None = None):
+        """x: [N, 3, 64, 64]; y: int64 [N] or None -> (logits [N], class logits [N, n_classes] or None)."""
+        check_labels(y, len(x), self.n_classes)
+        stage, alpha = self._state()
+        factor = OUT_SIZE // RESOLUTIONS[stage]
+        x = F.avg_pool2d(x, factor) if factor > 1 else x
+        h = _lrelu(self.from_rgb[stage](x))
+        if stage > 0:
+            h = self.blocks[stage - 1](h)
+            if alpha < 1.0:  # fading in: blend with the previous resolution's path on a downsampled input
+                old = _lrelu(self.from_rgb[stage - 1](F.avg_pool2d(x, 2)))
+                h = torch.lerp(old, h, alpha)
+            for block in reversed(self.blocks[: stage - 1]):
+                h = block(h)
+        h = _lrelu(self.conv4(minibatch_stddev(h, self.mbstd_group)))
+        h = _lrelu(self.dense4(h)).flatten(1)  # [N, width]
+        logits = self.logit(h).flatten()
+        if self.embed is not None:
+            logits = logits + (self.embed[y].to(h.dtype) * h).sum(dim=1) * self.embed_scale
+        class_logits = self.classifier(h) if self.classifier is not None else None
+        return logits, class_logits
+
+
+@register_model("progan", ProGANOptions, "Progressive GAN (Karras et al. 2018): grows 4x4 -> 64x64 with fade-in, "
+                "equalized lr, pixel norm, minibatch stddev; conditioned by class embedding and projection")
+def build(options: ProGANOptions, n_classes: int, aux_classifier: bool) -> tuple[nn.Module, nn.Module]:
+    return (Generator(options.z_dim, options.width, n_classes),
+            Discriminator(options.width, n_classes, aux_classifier, options.mbstd_group))

@@ -1,0 +1,150 @@
+"""Device, precision and distribution: decided here and nowhere else.
+
+The same training code runs on the CPU (tests), on one CUDA GPU, and on several under ``torchrun``
+(DistributedDataParallel, one process per GPU; gloo on CPU, which is how the tests exercise it).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+
+def unwrap(model) -> nn.Module:
+    """The model inside any DistributedDataParallel / DataParallel (``.module``) and torch.compile
+    (``._orig_mod``) wrappers, in whatever order they were applied.
+
+    Only wrappers are opened: a plain nn.Module that happens to have a ``module`` attribute is left alone.
+    """
+    while True:
+        if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)) or (
+            not isinstance(model, nn.Module) and hasattr(model, "module")
+        ):
+            model = model.module
+        elif hasattr(model, "_orig_mod"):
+            model = model._orig_mod
+        else:
+            return model
+
+
+@dataclass
+class Runtime:
+    device: torch.device
+    amp_dtype: torch.dtype | None  # None: full fp32
+    channels_last: bool
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def distributed(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def precision(self) -> str:
+        return {None: "fp32", torch.bfloat16: "bf16", torch.float16: "fp16"}[self.amp_dtype]
+
+    def autocast(self):
+        """Mixed-precision context for forward passes (a no-op in fp32)."""
+        if self.amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=self.amp_dtype)
+
+    def grad_scaler(self):
+        """fp16 needs loss scaling; bf16 and fp32 do not. Returns a GradScaler that is enabled only for fp16."""
+        return torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype is torch.float16)
+
+    def prepare_module(self, module: nn.Module) -> nn.Module:
+        """Move to the device (and channels_last memory format on a GPU)."""
+        module = module.to(self.device)
+        if self.channels_last:
+            module = module.to(memory_format=torch.channels_last)
+        return module
+
+    def wrap(self, module: nn.Module) -> nn.Module:
+        """DistributedDataParallel under torchrun; the module itself otherwise."""
+        if not self.distributed:
+            return module
+        ids = [self.device.index] if self.device.type == "cuda" else None
+        # progressive models leave the layers of resolutions not reached yet without gradients
+        unused = getattr(module, "has_unused_parameters", False)
+        return nn.parallel.DistributedDataParallel(
+            module, device_ids=ids, broadcast_buffers=True, find_unused_parameters=unused
+        )
+
+    def images(self, x: torch.Tensor) -> torch.Tensor:
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def all_mean(self, value: float) -> float:
+        """The mean of a number over all processes (for logging)."""
+        if not self.distributed:
+            return value
+        t = torch.tensor([value], dtype=torch.float64, device=self.device)
+        dist.all_reduce(t)
+        return float(t.item()) / self.world_size
+
+    def barrier(self) -> None:
+        if self.distributed:
+            dist.barrier()
+
+    def close(self) -> None:
+        if self.distributed and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def pick_device(requested: str = "auto", local_rank: int = 0) -> torch.device:
+    """``auto``: the process's CUDA GPU when there is one, else the CPU; or ``cpu``/``cuda``/``cuda:N``."""
+    if requested == "auto":
+        return torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
+    device = torch.device(requested)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"--device {requested}: no CUDA GPU is visible to this process (torch {torch.__version__}).")
+    return device
+
+
+def pick_amp_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """``auto`` is bf16 on GPUs that have it (Ampere and newer), fp16 on older ones (Kaggle's P100), fp32 on CPU."""
+    if precision == "fp32":
+        return None
+    if precision == "bf16":
+        return torch.bfloat16
+    if precision == "fp16":
+        if device.type != "cuda":
+            raise RuntimeError("precision fp16 needs a CUDA GPU; use fp32 or bf16 on the CPU.")
+        return torch.float16
+    if device.type != "cuda":
+        return None
+    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+
+
+def setup_runtime(precision: str = "auto", channels_last: bool = True, device: str = "auto") -> Runtime:
+    """Read torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK), start the process group if needed,
+    and decide device and precision."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    dev = pick_device(device, local_rank)
+    if dev.type == "cuda":
+        torch.cuda.set_device(dev)
+        torch.backends.cuda.matmul.allow_tf32 = True  # TF32 matmuls/convs: free speed on Ampere+, GAN-safe
+        torch.backends.cudnn.allow_tf32 = True
+        torch.backends.cudnn.benchmark = True
+    if world_size > 1 and not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
+    return Runtime(
+        device=dev,
+        amp_dtype=pick_amp_dtype(precision, dev),
+        channels_last=channels_last and dev.type == "cuda",
+        rank=rank,
+        world_size=world_size,
+        local_rank=local_rank,
+    )

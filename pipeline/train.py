@@ -1,0 +1,385 @@
+"""Stage ``train``: the prepared data set -> one self-contained checkpoint.
+
+    python -m pipeline.train --data data/prepared/dogs64.npz --out models/checkpoint.pt
+    torchrun --nproc_per_node 4 -m pipeline.train ...        # several GPUs, same command
+
+Trains the model that ``params.yaml`` names (``train.model``), on the CPU, one GPU or several.
+The data set is small (22k x 64 x 64 x 3 bytes), so it lives in memory on the training device and
+batches are drawn there, with no DataLoader. Losses go to dvclive (``dvc plots show``), a fixed-seed
+sample grid is written every ``sample_every`` steps, and the checkpoint every ``checkpoint_every``
+steps and at the end; ``--resume`` continues a killed run from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from pipeline.augment import diff_augment, random_hflip
+from pipeline.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from pipeline.config import ConfigError, TrainConfig, add_config_arguments, config_from_args
+from pipeline.ema import ema_decay_at, ema_update, make_ema
+from pipeline.files import Dataset, load_dataset
+from pipeline.images import image_grid, save_png
+from pipeline.losses import class_loss, get_loss
+from pipeline.models import build_model
+from pipeline.runtime import Runtime, setup_runtime, unwrap
+
+
+class DeviceData:
+    """The whole training set as one uint8 tensor on the training device; batches drawn there.
+
+    images: uint8 [N, 64, 64, 3] (NHWC as stored), labels: int64 [N].
+    """
+
+    def __init__(self, ds: Dataset, device: torch.device, seed: int):
+        self.images = torch.from_numpy(np.ascontiguousarray(ds.images)).to(device)
+        self.labels = torch.from_numpy(ds.labels.astype(np.int64)).to(device)
+        self.device = device
+        self.generator = torch.Generator(device=device)
+        self.generator.manual_seed(seed)
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def batch(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """A random batch: images float [n, 3, 64, 64] in [-1, 1], labels int64 [n]."""
+        idx = torch.randint(len(self.images), (n,), device=self.device, generator=self.generator)
+        x = self.images[idx].permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
+        return x, self.labels[idx]
+
+    def random_labels(self, n: int) -> torch.Tensor:
+        """Labels drawn in proportion to the training set (for fake images)."""
+        idx = torch.randint(len(self.labels), (n,), device=self.device, generator=self.generator)
+        return self.labels[idx]
+
+
+@dataclass
+class Parts:
+    """Everything that changes during training, in one place."""
+
+    G: nn.Module
+    D: nn.Module
+    G_ema: nn.Module | None
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    sched_g: torch.optim.lr_scheduler.LRScheduler | None
+    sched_d: torch.optim.lr_scheduler.LRScheduler | None
+    scaler_g: torch.amp.GradScaler
+    scaler_d: torch.amp.GradScaler
+    n_classes: int
+    aux: bool
+
+
+def total_steps(cfg: TrainConfig, n_images: int, world_size: int = 1) -> int:
+    """G updates for ``cfg.epochs`` passes over ``n_images`` at ``batch_size`` per process."""
+    return max(1, math.ceil(cfg.epochs * n_images / (cfg.batch_size * world_size)))
+
+
+def build_parts(cfg: TrainConfig, n_breeds: int, rt: Runtime, steps_per_epoch: float) -> Parts:
+    n_classes = n_breeds if cfg.conditional else 0
+    aux = cfg.aux_class_weight > 0 and n_classes > 0
+    G, D = build_model(cfg.model, cfg.model_options, n_classes, aux)
+    G, D = rt.prepare_module(G), rt.prepare_module(D)
+    G_ema = make_ema(G) if cfg.ema_decay > 0 else None
+    opt_g = torch.optim.Adam(G.parameters(), lr=cfg.lr_g, betas=(cfg.beta1, cfg.beta2))
+    opt_d = torch.optim.Adam(D.parameters(), lr=cfg.lr_d, betas=(cfg.beta1, cfg.beta2))
+    sched_g = sched_d = None
+    if cfg.cosine_restart_epochs > 0:  # 3rd place: cosine annealing with warm restarts
+        period = max(1, round(cfg.cosine_restart_epochs * steps_per_epoch))
+        sched_g = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(opt_g, T_0=period)
+        sched_d = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(opt_d, T_0=period)
+    G, D = rt.wrap(G), rt.wrap(D)
+    if cfg.compile:
+        G, D = torch.compile(G), torch.compile(D)
+    return Parts(G, D, G_ema, opt_g, opt_d, sched_g, sched_d, rt.grad_scaler(), rt.grad_scaler(), n_classes, aux)
+
+
+def set_progress(p: Parts, fraction: float) -> None:
+    """Tell progressive models how far training is (others have no ``set_progress``)."""
+    for m in (p.G, p.D, p.G_ema):
+        if m is not None and hasattr(unwrap(m), "set_progress"):
+            unwrap(m).set_progress(fraction)
+
+
+def real_batch(data: DeviceData, cfg: TrainConfig, rt: Runtime) -> tuple[torch.Tensor, torch.Tensor]:
+    x, y = data.batch(cfg.batch_size)
+    if cfg.hflip:
+        x = random_hflip(x)
+    if cfg.real_noise > 0:  # 2nd place: uniform noise on the real images
+        x = x + (torch.rand_like(x) * 2 - 1) * cfg.real_noise
+    return rt.images(x), y
+
+
+def train_step(p: Parts, data: DeviceData, cfg: TrainConfig, rt: Runtime, step: int = 0) -> dict[str, float]:
+    """``d_steps`` discriminator updates, then one generator update. Returns the losses of the last ones."""
+    loss = get_loss(cfg.loss)
+    z_dim = unwrap(p.G).z_dim
+    cond = p.n_classes > 0
+    G_plain, D_plain = unwrap(p.G), unwrap(p.D)
+
+    def aug(x):
+        return diff_augment(x, cfg.augment) if cfg.augment else x
+
+    for _ in range(cfg.d_steps):
+        real, y = real_batch(data, cfg, rt)
+        y_fake = data.random_labels(cfg.batch_size)
+        z = torch.randn(cfg.batch_size, z_dim, device=rt.device)
+        with rt.autocast():
+            with torch.no_grad():
+                fake = G_plain(z, y_fake if cond else None)
+            # one D pass over real and fake together: a single forward per backward is what DDP expects
+            both = rt.images(torch.cat([aug(real), aug(fake.to(real.dtype))]))
+            logits, cls = p.D(both, torch.cat([y, y_fake]) if cond else None)
+            real_logits, fake_logits = logits[: len(real)], logits[len(real):]
+            loss_d = loss.d(real_logits, fake_logits, cfg.label_smoothing)
+            if p.aux:
+                loss_d = loss_d + cfg.aux_class_weight * class_loss(cls[: len(real)], y)
+        p.opt_d.zero_grad(set_to_none=True)
+        p.scaler_d.scale(loss_d).backward()
+        p.scaler_d.step(p.opt_d)
+        p.scaler_d.update()
+
+    # G step: D is only a critic here, so its weights need no gradients (and no DDP sync)
+    D_plain.requires_grad_(False)
+    try:
+        y_fake = data.random_labels(cfg.batch_size)
+        z = torch.randn(cfg.batch_size, z_dim, device=rt.device)
+        with rt.autocast():
+            fake = p.G(z, y_fake if cond else None)
+            fake_logits, fake_cls = D_plain(aug(rt.images(fake)), y_fake if cond else None)
+            with torch.no_grad():  # relativistic losses compare with real logits; constants for G
+                real_logits, _ = D_plain(aug(real), y if cond else None)
+            loss_g = loss.g(real_logits, fake_logits)
+            if p.aux:
+                loss_g = loss_g + cfg.aux_class_weight * class_loss(fake_cls, y_fake)
+        p.opt_g.zero_grad(set_to_none=True)
+        p.scaler_g.scale(loss_g).backward()
+        p.scaler_g.step(p.opt_g)
+        p.scaler_g.update()
+    finally:
+        D_plain.requires_grad_(True)
+    if p.G_ema is not None:
+        ema_update(p.G_ema, p.G, ema_decay_at(step, cfg.ema_decay))
+    for s in (p.sched_g, p.sched_d):
+        if s is not None:
+            s.step()
+    return {"loss_d": float(loss_d.detach()), "loss_g": float(loss_g.detach()),
+            "d_real": float(real_logits.detach().float().mean()), "d_fake": float(fake_logits.detach().float().mean())}
+
+
+class SampleGrid:
+    """Fixed latents (and, for conditional models, one row per breed) so successive grids are comparable."""
+
+    def __init__(self, z_dim: int, n_classes: int, breeds: list[str], rows: int, device: torch.device, seed: int):
+        g = torch.Generator().manual_seed(seed)
+        self.columns = 8
+        if n_classes:
+            self.rows = min(rows, n_classes)
+            self.labels = torch.arange(self.rows).repeat_interleave(self.columns).to(device)
+            self.captions = [breeds[i].replace("_", " ") if c == 0 else "" for i in range(self.rows) for c in range(self.columns)]
+        else:
+            self.rows = rows
+            self.labels = None
+            self.captions = None
+        self.z = torch.randn(self.rows * self.columns, z_dim, generator=g).to(device)
+
+    @torch.no_grad()
+    def render(self, G: nn.Module, title: str):
+        was_training = G.training
+        G.eval()
+        images = G(self.z, self.labels).float()
+        G.train(was_training)
+        pixels = ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        return image_grid(pixels, self.captions, columns=self.columns, zoom=2, title=title)
+
+
+def _checkpoint(path: Path, p: Parts, cfg: TrainConfig, step: int, steps: int, breeds: list[str],
+                label_counts: list[int]) -> None:
+    save_checkpoint(
+        path, G=p.G, D=p.D, G_ema=p.G_ema, opt_g=p.opt_g, opt_d=p.opt_d, step=step, total_steps=steps,
+        model=cfg.model, model_options=cfg.model_options, n_classes=p.n_classes, aux_classifier=p.aux,
+        breeds=breeds, train_config={k: v for k, v in asdict(cfg).items() if k != "model_options"},
+        extra={"label_counts": label_counts,  # so generate can draw breeds as often as training saw them
+               "sched_g": p.sched_g.state_dict() if p.sched_g else None,
+               "sched_d": p.sched_d.state_dict() if p.sched_d else None},
+    )
+
+
+def _resume(path: Path, p: Parts, cfg: TrainConfig, breeds: list[str]) -> int:
+    """Load the state of ``path`` into ``p``; returns the step it reached."""
+    ck = load_checkpoint(path, map_location="cpu")
+    if ck["model"] != cfg.model or ck["n_classes"] != p.n_classes:
+        raise CheckpointError(
+            f"{path} holds a {ck['model']!r} model with {ck['n_classes']} classes, but params ask for "
+            f"{cfg.model!r} with {p.n_classes}; remove the file or change the params to resume."
+        )
+    if list(ck["breeds"]) != list(breeds):
+        raise CheckpointError(f"{path} was trained on other breeds than this data set; remove it to start afresh.")
+    unwrap(p.G).load_state_dict(ck["G"])
+    unwrap(p.D).load_state_dict(ck["D"])
+    if p.G_ema is not None:
+        p.G_ema.load_state_dict(ck["G_ema"] if ck["G_ema"] is not None else ck["G"])
+    p.opt_g.load_state_dict(ck["opt_g"])
+    p.opt_d.load_state_dict(ck["opt_d"])
+    for name, s in (("sched_g", p.sched_g), ("sched_d", p.sched_d)):
+        if s is not None and ck["extra"].get(name):
+            s.load_state_dict(ck["extra"][name])
+    return int(ck["step"])
+
+
+def train(
+    ds: Dataset,
+    cfg: TrainConfig,
+    out: Path,
+    rt: Runtime,
+    *,
+    resume: bool = False,
+    live_dir: Path | None = None,
+    samples_dir: Path | None = None,
+    progress: bool = True,
+) -> dict:
+    """The stage's core. Trains until ``cfg.epochs`` are done or the time budget says stop.
+
+    Returns a summary: steps done, whether stopped by the budget, images/s, last losses.
+    """
+    t_start = time.monotonic()
+    torch.manual_seed(cfg.seed + rt.rank)
+    breeds = [str(b) for b in ds.breeds]
+    label_counts = np.bincount(ds.labels, minlength=len(breeds)).tolist()
+    data = DeviceData(ds, rt.device, cfg.seed * 1000 + rt.rank)
+    steps = total_steps(cfg, len(data), rt.world_size)
+    p = build_parts(cfg, len(breeds), rt, steps_per_epoch=len(data) / (cfg.batch_size * rt.world_size))
+    step = 0
+    if resume and out.exists():
+        step = _resume(out, p, cfg, breeds)
+        if rt.is_main:
+            print(f"resuming from {out} at step {step} of {steps}")
+    grid = SampleGrid(unwrap(p.G).z_dim, p.n_classes, breeds, cfg.sample_breeds, rt.device, seed=cfg.seed)
+    live = _open_live(live_dir, resume and step > 0) if rt.is_main and live_dir else None
+    budget_s = cfg.time_budget_min * 60 if cfg.time_budget_min > 0 else math.inf
+    bar = tqdm(total=steps, initial=step, desc=f"train {cfg.model}", unit="step", disable=not (progress and rt.is_main))
+    stopped_by_budget = False
+    images_seen, t_loop, last = 0, time.monotonic(), {}
+    step_time = 0.0
+    checkpoint_time = 0.0
+    try:
+        while step < steps:
+            # stop while there is still time to write the checkpoint (and leave the rest of the budget)
+            elapsed = time.monotonic() - t_start
+            if elapsed + 2 * step_time + 2 * checkpoint_time > budget_s:
+                stopped_by_budget = True
+                break
+            t0 = time.monotonic()
+            set_progress(p, step / steps)
+            last = train_step(p, data, cfg, rt, step)
+            step += 1
+            step_time = 0.9 * step_time + 0.1 * (time.monotonic() - t0) if step_time else time.monotonic() - t0
+            images_seen += cfg.batch_size * cfg.d_steps * rt.world_size
+            bar.update(1)
+            if step % cfg.log_every == 0 or step == steps:
+                rate = images_seen / max(1e-9, time.monotonic() - t_loop)
+                logged = {k: rt.all_mean(v) for k, v in last.items()}
+                bar.set_postfix(loss_d=f"{logged['loss_d']:.3f}", loss_g=f"{logged['loss_g']:.3f}", img_s=f"{rate:.0f}")
+                if live is not None:
+                    live.step = step
+                    for k, v in logged.items():
+                        live.log_metric(f"train/{k}", v)
+                    live.log_metric("train/images_per_s", rate)
+            if rt.is_main and samples_dir and (step % cfg.sample_every == 0 or step == steps):
+                picture = grid.render(p.G_ema or unwrap(p.G), f"{cfg.model} step {step}")
+                save_png(samples_dir / f"step_{step:07d}.png", picture)
+                if live is not None:
+                    live.log_image("samples.png", picture)
+            if rt.is_main and step % cfg.checkpoint_every == 0 and step < steps:
+                t_ck = time.monotonic()
+                _checkpoint(out, p, cfg, step, steps, breeds, label_counts)
+                checkpoint_time = time.monotonic() - t_ck
+    finally:
+        bar.close()
+    set_progress(p, min(1.0, step / steps))
+    if rt.is_main:
+        _checkpoint(out, p, cfg, step, steps, breeds, label_counts)
+        if samples_dir and (step % cfg.sample_every != 0):
+            save_png(samples_dir / f"step_{step:07d}.png", grid.render(p.G_ema or unwrap(p.G), f"{cfg.model} step {step}"))
+    rt.barrier()
+    summary = {
+        "steps": step,
+        "total_steps": steps,
+        "stopped_by_time_budget": stopped_by_budget,
+        "seconds": round(time.monotonic() - t_start, 1),
+        "images_per_s": round(images_seen / max(1e-9, time.monotonic() - t_loop), 1),
+        "device": str(rt.device),
+        "precision": rt.precision,
+        "world_size": rt.world_size,
+        **{k: round(v, 4) for k, v in last.items()},
+    }
+    if live is not None:
+        for k in ("steps", "images_per_s"):
+            live.summary[k] = summary[k]
+        live.end()
+    return summary
+
+
+def _open_live(live_dir: Path, resume: bool):
+    """dvclive logger; imported lazily so the kernel (no dvclive on Kaggle) can train without it."""
+    try:
+        from dvclive import Live
+    except ImportError:
+        print("note: dvclive is not installed; losses are not logged", file=sys.stderr)
+        return None
+    return Live(str(live_dir), resume=resume, save_dvc_exp=False, dvcyaml=None)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline.train",
+        description="Train the GAN that params.yaml names (train.model) on the prepared data set and write one "
+        "self-contained checkpoint. Runs on the CPU, one GPU, or several under `torchrun -m pipeline.train`.",
+    )
+    parser.add_argument("--data", required=True, metavar="FILE.npz", help="prepared data set (pipeline.prepare)")
+    parser.add_argument("--out", required=True, metavar="CHECKPOINT", help="checkpoint to write (e.g. models/checkpoint.pt)")
+    parser.add_argument("--live", metavar="DIR", help="dvclive folder for losses and sample grids (e.g. dvclive)")
+    parser.add_argument("--samples", metavar="DIR", help="folder for the fixed-seed sample grids (step_NNNNNNN.png)")
+    parser.add_argument("--resume", action="store_true", help="continue from --out if it exists")
+    parser.add_argument("--device", default="auto", help="auto (GPU if any), cpu, cuda or cuda:N (default: %(default)s)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_config_arguments(parser, "train")
+    args = parser.parse_args(argv)
+    try:
+        cfg = config_from_args(args, "train")
+        ds = load_dataset(args.data)
+        rt = setup_runtime(cfg.precision, cfg.channels_last, args.device)
+    except (ConfigError, ValueError, FileNotFoundError, RuntimeError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        summary = train(
+            ds, cfg, Path(args.out), rt, resume=args.resume,
+            live_dir=Path(args.live) if args.live else None,
+            samples_dir=Path(args.samples) if args.samples else None,
+            progress=not args.no_progress,
+        )
+    except CheckpointError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        rt.close()
+    if rt.is_main:
+        budget = " (stopped by the time budget)" if summary["stopped_by_time_budget"] else ""
+        print(f"train: {summary['steps']}/{summary['total_steps']} steps{budget} in {summary['seconds']} s, "
+              f"{summary['images_per_s']} images/s on {summary['device']} ({summary['precision']}); wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,73 @@
+"""The generate stage: a valid 10,000-image zip, byte-identical for one seed, breeds, truncation."""
+
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline import generate as gen
+from pipeline.validate import validate_zip
+from tests.test_train import cfg_for, run_train
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("gen")
+    run_train(tmp, cfg_for("dcgan", epochs=0.2))
+    return tmp / "ck.pt"
+
+
+def test_truncated_normal_stays_inside_the_threshold():
+    z = gen.truncated_normal((2000, 8), 0.8, torch.Generator().manual_seed(0))
+    assert float(z.abs().max()) < 0.8
+    assert 0.2 < float(z.std()) < 0.6  # much narrower than N(0, 1) but not collapsed
+    full = gen.truncated_normal((2000, 8), 0.0, torch.Generator().manual_seed(0))
+    assert float(full.abs().max()) > 2.5
+
+
+def test_labels_follow_the_weights():
+    labels = gen.sample_labels(10_000, np.array([3.0, 1.0, 0.0]), torch.Generator().manual_seed(0))
+    counts = np.bincount(labels.numpy(), minlength=3)
+    assert counts[2] == 0
+    assert abs(counts[0] / 10_000 - 0.75) < 0.02
+
+
+def test_ten_thousand_valid_images_and_the_same_bytes_for_the_same_seed(checkpoint, tmp_path, capsys):
+    a, b, c = tmp_path / "a.zip", tmp_path / "b.zip", tmp_path / "c.zip"
+    for path, seed in ((a, 0), (b, 0), (c, 1)):
+        assert gen.main(["--checkpoint", str(checkpoint), "--out", str(path), "--seed", str(seed), "--no-progress",
+                         "--device", "cpu"]) == 0
+    result = validate_zip(a)
+    assert result.images == 10_000
+    assert a.read_bytes() == b.read_bytes()
+    assert a.read_bytes() != c.read_bytes()
+    assert (tmp_path / "a_grid.png").is_file()
+    assert "generate: 10000 images" in capsys.readouterr().out
+
+
+def test_breed_option_and_unknown_breed(checkpoint, tmp_path, capsys):
+    out = tmp_path / "dark.zip"
+    assert gen.main(["--checkpoint", str(checkpoint), "--out", str(out), "--n", "16", "--breed", "dark",
+                     "--no-progress", "--device", "cpu"]) == 0
+    with zipfile.ZipFile(out) as z:
+        assert len(z.namelist()) == 16
+    assert gen.main(["--checkpoint", str(checkpoint), "--out", str(tmp_path / "x.zip"), "--n", "4", "--breed",
+                     "poodle", "--device", "cpu"]) == 2
+    assert "not one of the checkpoint's 2 breeds" in capsys.readouterr().err
+    assert not (tmp_path / "x.zip").exists()
+
+
+def test_missing_checkpoint_is_a_clear_error(tmp_path, capsys):
+    assert gen.main(["--checkpoint", str(tmp_path / "none.pt"), "--out", str(tmp_path / "x.zip")]) == 2
+    assert "no checkpoint here" in capsys.readouterr().err
+
+
+def test_label_weights_follow_the_training_counts(checkpoint):
+    from pipeline.checkpoint import load_checkpoint
+
+    ck = load_checkpoint(checkpoint)
+    assert ck["extra"]["label_counts"] == [24, 24]
+    assert list(gen.label_weights(ck, "proportional", None)) == [24.0, 24.0]
+    assert list(gen.label_weights(ck, "uniform", None)) == [1.0, 1.0]
+    assert list(gen.label_weights(ck, "uniform", "Bright")) == [1.0, 0.0]

@@ -1,0 +1,379 @@
+"""Models: the shared interface for every registered model, plus ProGAN's schedule and BigGAN's spectral norm.
+
+Small widths keep the file fast on a CPU wherever the test does not depend on the default size.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import typing
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils import parametrize
+
+from pipeline.config import ConfigError, validate_dataclass
+from pipeline.models import REGISTRY, build_model, model_entry
+from pipeline.models.biggan import BigGANOptions
+from pipeline.models.dcgan import DCGANOptions
+from pipeline.models.layers import minibatch_stddev, pixel_norm
+from pipeline.models.progan import ProGANOptions, schedule
+
+NAMES = sorted(REGISTRY)
+SMALL = {
+    "dcgan": DCGANOptions(z_dim=16, g_width=8, d_width=8),
+    "progan": ProGANOptions(z_dim=16, width=16),
+    "biggan": BigGANOptions(z_dim=20, shared_dim=16, g_width=4, d_width=4),  # attention at 32 stays on
+}
+N_CLASSES = 5
+
+
+def small(name: str, n_classes: int = N_CLASSES, aux: bool = False, seed: int = 0):
+    torch.manual_seed(seed)
+    return build_model(name, SMALL.get(name), n_classes, aux)
+
+
+def inputs(G, n: int, n_classes: int, seed: int = 1):
+    gen = torch.Generator().manual_seed(seed)
+    z = torch.randn(n, G.z_dim, generator=gen)
+    y = torch.randint(0, n_classes, (n,), generator=gen) if n_classes else None
+    return z, y
+
+
+def set_progress(fraction: float, *models) -> None:
+    for m in models:
+        if hasattr(m, "set_progress"):
+            m.set_progress(fraction)
+
+
+def bce_step(G, D, n: int, n_classes: int, lr: float = 1e-3) -> tuple[float, float]:
+    """One D step then one G step of the plain non-saturating GAN, written out here."""
+    opt_g = torch.optim.Adam(G.parameters(), lr=lr, betas=(0.0, 0.999))
+    opt_d = torch.optim.Adam(D.parameters(), lr=lr, betas=(0.0, 0.999))
+    real = torch.rand(n, 3, 64, 64) * 2 - 1
+    z, y = inputs(G, n, n_classes)
+    ones, zeros = torch.ones(n), torch.zeros(n)
+    with torch.no_grad():
+        fake = G(z, y)
+    logits, _ = D(torch.cat([real, fake]), torch.cat([y, y]) if n_classes else None)
+    loss_d = F.binary_cross_entropy_with_logits(logits.float(), torch.cat([ones, zeros]))
+    opt_d.zero_grad()
+    loss_d.backward()
+    opt_d.step()
+    D.requires_grad_(False)
+    fake_logits, _ = D(G(z, y), y)
+    loss_g = F.binary_cross_entropy_with_logits(fake_logits.float(), ones)
+    opt_g.zero_grad()
+    loss_g.backward()
+    opt_g.step()
+    D.requires_grad_(True)
+    return loss_d.item(), loss_g.item()
+
+
+def snapshot(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.named_parameters()}
+
+
+# --- the interface, for every model ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("n_classes", [0, N_CLASSES])
+@pytest.mark.parametrize("aux", [False, True])
+@pytest.mark.parametrize("n, train", [(1, False), (3, True)])  # batch 1 in eval mode: batch norm needs a batch
+def test_shapes_and_range(name, n_classes, aux, n, train):
+    G, D = small(name, n_classes, aux)
+    G.train(train), D.train(train)
+    assert G.z_dim == (SMALL.get(name) or model_entry(name).options()).z_dim and G.n_classes == n_classes
+    z, y = inputs(G, n, n_classes)
+    with torch.no_grad():
+        x = G(z, y)
+        logits, cls = D(x, y)
+    assert x.shape == (n, 3, 64, 64) and x.dtype == torch.float32
+    assert torch.isfinite(x).all() and x.abs().max() <= 1.0
+    assert logits.shape == (n,) and torch.isfinite(logits).all()
+    if aux and n_classes:
+        assert cls.shape == (n, n_classes) and torch.isfinite(cls).all()
+    else:
+        assert cls is None
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_conditional_models_need_labels(name):
+    G, D = small(name)
+    z, _ = inputs(G, 2, 0)
+    with pytest.raises(ValueError, match="conditional"):
+        G(z, None)
+    with pytest.raises(ValueError, match="conditional"):
+        D(torch.zeros(2, 3, 64, 64), None)
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("n_classes", [0, N_CLASSES])
+def test_one_optimisation_step_changes_both_nets(name, n_classes):
+    G, D = small(name, n_classes, aux=n_classes > 0)
+    set_progress(0.5, G, D)  # ProGAN: mid-way, so a fade-in is being trained
+    before_g, before_d = snapshot(G), snapshot(D)
+    loss_d, loss_g = bce_step(G, D, 4, n_classes)
+    assert math.isfinite(loss_d) and math.isfinite(loss_g)
+    for model, before in ((G, before_g), (D, before_d)):
+        changed = {k for k, p in model.named_parameters() if not torch.equal(p, before[k])}
+        assert changed, f"{type(model).__name__} did not change"
+        # every weight that received a non-zero gradient moved
+        pushed = {k for k, p in model.named_parameters() if p.grad is not None and p.grad.abs().max() > 0}
+        assert pushed <= changed
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_labels_change_the_output(name):
+    G, D = small(name)  # in training mode: DCGAN's untrained nets in eval mode give outputs near 1e-6
+    z, _ = inputs(G, 1, 0)
+    z = z.repeat(2, 1)
+    y = torch.tensor([0, 3])
+    with torch.no_grad():
+        x = G(z, y)  # same z, different breeds
+        logits, _ = D(x[:1].repeat(2, 1, 1, 1), y)  # same image, different breeds
+    assert (x[0] - x[1]).abs().max() > 1e-3
+    assert (logits[0] - logits[1]).abs() > 1e-4 * logits.abs().max()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_state_dict_round_trip_and_deepcopy(name):
+    G, D = small(name, aux=True)
+    bce_step(G, D, 4, N_CLASSES)  # moves weights, batch-norm statistics and spectral-norm vectors
+    set_progress(0.65, G, D)
+    G2, D2 = small(name, aux=True, seed=123)
+    G2.load_state_dict(G.state_dict())
+    D2.load_state_dict(D.state_dict())
+    G3, D3 = copy.deepcopy(G), copy.deepcopy(D)  # how the EMA copy is made, here after training forwards
+    z, y = inputs(G, 3, N_CLASSES)
+    outputs = []
+    for g, d in ((G, D), (G2, D2), (G3, D3)):
+        g.eval(), d.eval()
+        with torch.no_grad():
+            x = g(z, y)
+            outputs.append((x, *d(x, y)))
+    for other in outputs[1:]:
+        for a, b in zip(outputs[0], other):
+            assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("device", ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="no CUDA GPU"))])
+def test_bf16_autocast_and_channels_last(name, device):
+    G, D = small(name, aux=True)
+    G = G.to(device).to(memory_format=torch.channels_last)
+    D = D.to(device).to(memory_format=torch.channels_last)
+    set_progress(0.9, G, D)  # ProGAN: the 64x64 stage, fading in
+    z, y = inputs(G, 4, N_CLASSES)
+    z, y = z.to(device), y.to(device)
+    with torch.autocast(device_type=device, dtype=torch.bfloat16):
+        x = G(z, y)
+        logits, cls = D(x.contiguous(memory_format=torch.channels_last), y)
+        loss = F.softplus(-logits.float()).mean() + F.cross_entropy(cls.float(), y)
+    loss.backward()
+    assert x.shape == (4, 3, 64, 64) and torch.isfinite(x).all() and x.abs().max() <= 1.0
+    assert torch.isfinite(loss)
+    grads = [p.grad for p in G.parameters() if p.grad is not None]
+    assert grads and all(torch.isfinite(g).all() for g in grads)
+
+
+# 1x1 conv weight gradients [o, i, 1, 1] can come back with other (equivalent) strides than the weight's;
+# DDP compares strides literally and warns, though the memory layout is the same
+@pytest.mark.filterwarnings("ignore:Grad strides do not match bucket view strides")
+@pytest.mark.parametrize("name", NAMES)
+def test_distributed_data_parallel(name, tmp_path):
+    """One process of gloo DDP, used as the training loop does: D twice before one backward, then a deepcopy."""
+    if dist.is_initialized():
+        pytest.skip("a process group is already running in this process")
+    dist.init_process_group("gloo", store=dist.FileStore(str(tmp_path / "store"), 1), rank=0, world_size=1)
+    try:
+        G, D = small(name)
+        set_progress(0.3, G, D)
+        unused = getattr(D, "has_unused_parameters", False)  # ProGAN: the layers of later stages idle
+        ddp_d = nn.parallel.DistributedDataParallel(D, find_unused_parameters=unused)  # buffers broadcast, the default
+        opt = torch.optim.Adam(ddp_d.parameters(), lr=1e-3)
+        z, y = inputs(G, 2, N_CLASSES)
+        for _ in range(2):
+            with torch.no_grad():
+                fake = G(z, y)
+            logits, _ = ddp_d(torch.cat([fake, fake.flip(3)]), torch.cat([y, y]))
+            with torch.no_grad():
+                D(fake, y)
+            opt.zero_grad()
+            F.softplus(logits).mean().backward()
+            opt.step()
+        copy.deepcopy(D)
+    finally:
+        dist.destroy_process_group()
+
+
+# --- registry and options -----------------------------------------------------------------------------
+
+
+def test_unknown_model_lists_the_known_ones():
+    with pytest.raises(KeyError) as err:
+        model_entry("stylegan9")
+    for name in ("biggan", "dcgan", "progan"):
+        assert name in str(err.value)
+
+
+def test_options_of_another_model_are_rejected():
+    with pytest.raises(TypeError, match="DCGANOptions"):
+        build_model("dcgan", ProGANOptions())
+    with pytest.raises(ValueError):
+        build_model("dcgan", None, -1)
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_options_are_frozen_plain_dataclasses(name):
+    cls = model_entry(name).options
+    assert dataclasses.is_dataclass(cls) and cls.__dataclass_params__.frozen
+    for f in dataclasses.fields(cls):
+        hint = typing.get_type_hints(cls)[f.name]
+        assert hint in (int, float, bool, str) or typing.get_origin(hint) is typing.Literal, f.name
+        assert f.default is not dataclasses.MISSING, f.name
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cls().z_dim = 3  # every model's options name their latent size z_dim
+    with pytest.raises(ConfigError, match="whole number"):
+        validate_dataclass(cls, {"z_dim": 1.5}, f"train.{name}")
+    with pytest.raises(ConfigError, match="out of range"):
+        validate_dataclass(cls, {"z_dim": 0}, f"train.{name}")
+    assert validate_dataclass(cls, {}, f"train.{name}") == cls()
+
+
+def test_biggan_attention_resolution_is_a_choice():
+    with pytest.raises(ConfigError, match="choose one of"):
+        validate_dataclass(BigGANOptions, {"attention_res": 12}, "train.biggan")
+    G, D = build_model("biggan", BigGANOptions(g_width=2, d_width=2, attention_res=0), 0)
+    assert len(G.attention) == 0 and len(D.attention) == 0
+
+
+# --- layers -------------------------------------------------------------------------------------------
+
+
+def test_pixel_norm_by_hand():
+    x = torch.tensor([3.0, 4.0]).reshape(1, 2, 1, 1)  # mean square 12.5
+    assert torch.allclose(pixel_norm(x).flatten(), torch.tensor([3.0, 4.0]) / 12.5**0.5)
+
+
+def test_minibatch_stddev_by_hand():
+    # two groups of two; group 1: values 0 and 2 everywhere (std 1), group 2: 5 and 5 (std 0)
+    x = torch.tensor([0.0, 2.0, 5.0, 5.0]).reshape(4, 1, 1, 1).expand(4, 2, 3, 3)
+    out = minibatch_stddev(x, group_size=2)
+    assert out.shape == (4, 3, 3, 3)
+    assert torch.allclose(out[:, 2, 0, 0], torch.tensor([1.0, 1.0, 0.0, 0.0]), atol=1e-3)
+    assert torch.equal(out[:, :2], x)
+    assert minibatch_stddev(torch.randn(3, 2, 4, 4), group_size=4).shape == (3, 3, 4, 4)  # group of 3
+    assert torch.allclose(minibatch_stddev(torch.randn(1, 2, 4, 4))[:, 2], torch.tensor(1e-4), atol=1e-6)
+
+
+# --- ProGAN -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fraction, expected", [
+    (0.0, (0, 1.0)),    # stage 0 has nothing to fade in
+    (0.1, (0, 1.0)),
+    (0.2, (1, 0.0)),    # stage 1 starts (5 stages: 0.2 each) with the 8x8 block invisible
+    (0.25, (1, 0.5)),   # half-way through stage 1's fade (its first half, 0.2-0.3)
+    (0.3, (1, 1.0)),    # fade done; 0.3-0.4 stable
+    (0.39, (1, 1.0)),
+    (0.45, (2, 0.5)),
+    (0.5, (2, 1.0)),
+    (0.85, (4, 0.5)),
+    (1.0, (4, 1.0)),    # the end: 64x64, fully faded in
+    (1.5, (4, 1.0)),
+    (-0.1, (0, 1.0)),
+])
+def test_progan_schedule_by_hand(fraction, expected):
+    stage, alpha = schedule(fraction, 5)
+    assert stage == expected[0] and alpha == pytest.approx(expected[1])
+
+
+def blockiness(x: torch.Tensor, size: int) -> float:
+    """The largest spread of values inside any size x size block of [N, 3, 64, 64] images."""
+    blocks = x.reshape(len(x), 3, 64 // size, size, 64 // size, size)
+    return float((blocks.amax(dim=(3, 5)) - blocks.amin(dim=(3, 5))).max())
+
+
+def test_progan_grows_with_progress():
+    G, D = small("progan")
+    z, y = inputs(G, 2, N_CLASSES)
+    real = torch.rand(2, 3, 64, 64) * 2 - 1
+    # a +-0.5 checkerboard of 1-pixel squares averages to 0 over every 2x2 block: invisible below 64x64
+    checker = (torch.arange(64)[:, None] + torch.arange(64)[None, :]) % 2 - 0.5
+    with torch.no_grad():
+        assert int(G.stage) == 0 and float(G.alpha) == 1.0  # a fresh model is at the start of training
+        x0 = G(z, y)
+        assert blockiness(x0, 16) == 0.0 and blockiness(x0, 32) > 0  # 4x4 generated, shown as 16x16 blocks
+        d0 = D(real, y)[0]
+        assert torch.allclose(d0, D(real + checker, y)[0], atol=1e-5)
+        set_progress(0.55, G, D)  # stage 2 (16x16), stable
+        assert blockiness(G(z, y), 4) == 0.0 and blockiness(G(z, y), 8) > 0
+        set_progress(0.2, G, D)  # stage 1 at alpha 0: exactly stage 0's output (the new block is invisible)
+        assert torch.equal(G(z, y), x0)
+        assert torch.allclose(D(real, y)[0], d0, atol=1e-5)
+        set_progress(1.0, G, D)
+        x4 = G(z, y)
+        assert blockiness(x4, 2) > 0
+        assert not torch.allclose(D(real, y)[0], D(real + checker, y)[0], atol=1e-5)  # D now sees every pixel
+
+
+def test_progan_progress_survives_state_dict():
+    G, D = small("progan")
+    set_progress(0.85, G, D)  # stage 4, alpha 0.5
+    G2, D2 = small("progan", seed=7)
+    assert int(G2.stage) == 0
+    G2.load_state_dict(G.state_dict())
+    D2.load_state_dict(D.state_dict())
+    for m in (G2, D2):
+        assert int(m.stage) == 4 and float(m.alpha) == 0.5
+    assert {"stage", "alpha"} <= set(G.state_dict()) & set(D.state_dict())
+
+
+# --- BigGAN -------------------------------------------------------------------------------------------
+
+
+def test_biggan_every_conv_and_linear_is_spectral_normed():
+    G, D = small("biggan", aux=True)
+    layers = [(n, m) for model in (G, D) for n, m in model.named_modules()
+              if isinstance(m, (nn.Conv2d, nn.Linear, nn.Embedding)) and n != "shared"]
+    assert len(layers) > 20
+    plain = [n for n, m in layers if not parametrize.is_parametrized(m, "weight")]
+    assert not plain
+
+
+def test_biggan_spectral_norm_keeps_the_top_singular_value_at_one():
+    G, D = small("biggan")
+    conv = D.blocks[1].conv1  # [8, 4, 3, 3]: a 8 x 36 matrix
+    # give the raw weight a known spectrum (top singular value 5, the next 2): the estimate must find it
+    u, _, vh = torch.linalg.svd(torch.randn(8, 36), full_matrices=False)
+    spectrum = torch.tensor([5.0, 2.0, 1.5, 1.0, 1.0, 0.5, 0.5, 0.5])
+    with torch.no_grad():
+        conv.parametrizations.weight.original.copy_(((u * spectrum) @ vh).reshape(8, 4, 3, 3))
+    D.train()
+    x = torch.rand(2, 3, 64, 64) * 2 - 1
+    for _ in range(5):
+        D(x, torch.tensor([0, 1]))
+    raw = torch.linalg.matrix_norm(conv.parametrizations.weight.original.detach().flatten(1), ord=2)
+    sigma = torch.linalg.matrix_norm(conv.weight.detach().flatten(1), ord=2)
+    assert raw.item() == pytest.approx(5.0, rel=1e-4) and sigma.item() == pytest.approx(1.0, abs=1e-3)
+
+
+def test_biggan_defaults_are_the_first_place_configuration():
+    options = BigGANOptions()
+    assert (options.z_dim, options.shared_dim, options.g_width, options.d_width, options.attention_res) == (
+        120, 128, 32, 32, 32)
+    G, D = build_model("biggan", options, 120)
+    assert G.z_dim == 120 and sum(G.chunks) == 120 and G.chunks == [24] * 5  # hierarchical z: 5 chunks of 24
+    assert list(G.attention) == ["2"] and G.blocks[2].conv2.out_channels == 4 * 32  # after the 32x32 block
+    assert list(D.attention) == ["0"] and D.blocks[0].conv2.out_channels == 32
+    # parameters at the defaults with 120 breeds: G 8,440,452 (8.4 M), D 4,950,626 (5.0 M)
+    assert sum(p.numel() for p in G.parameters()) == 8_440_452
+    assert sum(p.numel() for p in D.parameters()) == 4_950_626

@@ -1,0 +1,193 @@
+"""The training stage on tiny data: learning happens, checkpoints round-trip, resume, budget, DDP."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline.checkpoint import CheckpointError, load_checkpoint, models_from
+from pipeline.config import build_config
+from pipeline.files import Dataset, save_dataset
+from pipeline.runtime import setup_runtime
+from pipeline import train as tr
+from tests.conftest import REPO
+
+TINY = {
+    "dcgan": {"z_dim": 16, "g_width": 8, "d_width": 8},
+    "biggan": {"z_dim": 20, "shared_dim": 8, "g_width": 4, "d_width": 4, "attention_res": 32},
+    "progan": {"z_dim": 16, "width": 16},
+}
+
+
+def tiny_dataset(n: int = 48, seed: int = 0) -> Dataset:
+    """Two 'breeds': bright images and dark images, with a little noise."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 2
+    base = np.where(labels[:, None, None, None] == 0, 200, 50)
+    images = np.clip(base + rng.normal(0, 20, (n, 64, 64, 3)), 0, 255).astype(np.uint8)
+    return Dataset(images, labels.astype(np.int64), np.array(["bright", "dark"]), np.array([f"p{i}#0" for i in range(n)]))
+
+
+def cfg_for(model: str = "dcgan", **over):
+    values = {"model": model, model: TINY[model], "batch_size": 8, "epochs": 1.0, "log_every": 1,
+              "sample_every": 1000, "checkpoint_every": 1000, "ema_decay": 0.9}
+    values.update(over)
+    return build_config("train", values)
+
+
+def run_train(tmp_path, cfg, ds=None, **kw):
+    rt = setup_runtime(cfg.precision, cfg.channels_last, "cpu")
+    return tr.train(ds or tiny_dataset(), cfg, tmp_path / "ck.pt", rt, progress=False, **kw)
+
+
+def test_total_steps():
+    cfg = cfg_for(batch_size=32, epochs=130.0)
+    assert tr.total_steps(cfg, 22_000) == 89_375  # 130 * 22000 / 32
+    assert tr.total_steps(cfg, 22_000, world_size=4) == 22_344  # ceil(89375 / 4)
+
+
+def test_device_batches_are_scaled_and_labelled():
+    data = tr.DeviceData(tiny_dataset(), torch.device("cpu"), seed=0)
+    x, y = data.batch(16)
+    assert x.shape == (16, 3, 64, 64) and x.dtype == torch.float32
+    assert -1.0 <= float(x.min()) and float(x.max()) <= 1.0
+    bright = x.mean(dim=(1, 2, 3)) > 0
+    assert torch.equal(bright, y == 0)
+
+
+@pytest.mark.parametrize("model", ["dcgan", "biggan", "progan"])
+def test_a_short_run_writes_a_usable_checkpoint(tmp_path, model):
+    cfg = cfg_for(model, epochs=0.5)
+    summary = run_train(tmp_path, cfg, samples_dir=tmp_path / "samples", live_dir=tmp_path / "live")
+    assert summary["steps"] == summary["total_steps"] == 3  # 0.5 * 48 / 8
+    assert np.isfinite(summary["loss_d"]) and np.isfinite(summary["loss_g"])
+    ck = load_checkpoint(tmp_path / "ck.pt")
+    assert ck["step"] == 3 and ck["model"] == model and ck["breeds"] == ["bright", "dark"]
+    assert (tmp_path / "samples" / "step_0000003.png").is_file()
+    assert (tmp_path / "live" / "plots" / "metrics" / "train" / "loss_d.tsv").is_file()
+
+
+def test_discriminator_learns_to_tell_real_from_a_frozen_generator(tmp_path):
+    cfg = cfg_for("dcgan", lr_g=0.0, lr_d=2e-3, beta1=0.5, epochs=8.0, ema_decay=0.0, log_every=1)
+    ds = tiny_dataset()
+    rt = setup_runtime("fp32", False, "cpu")
+    torch.manual_seed(0)
+    parts = tr.build_parts(cfg, 2, rt, steps_per_epoch=6)
+    data = tr.DeviceData(ds, rt.device, 0)
+    losses = [tr.train_step(parts, data, cfg, rt)["loss_d"] for _ in range(40)]
+    assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:5])
+
+
+def test_checkpoint_round_trip_generates_the_same_images(tmp_path):
+    cfg = cfg_for("biggan", epochs=0.5)
+    run_train(tmp_path, cfg)
+    ck = load_checkpoint(tmp_path / "ck.pt")
+    _, _, g1 = models_from(ck)
+    _, _, g2 = models_from(load_checkpoint(tmp_path / "ck.pt"))
+    z, y = torch.randn(4, 20), torch.tensor([0, 1, 0, 1])
+    with torch.no_grad():
+        a, b = g1(z, y), g2(z, y)
+    assert torch.equal(a, b)
+    # and the EMA weights differ from the raw G's (decay 0.9 over 3 steps)
+    assert any(not torch.equal(ck["G"][k], ck["G_ema"][k]) for k in ck["G"] if ck["G"][k].is_floating_point())
+
+
+def test_corrupt_and_foreign_checkpoints_are_clear_errors(tmp_path):
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"\x00garbage" * 100)
+    with pytest.raises(CheckpointError, match="not a readable checkpoint"):
+        load_checkpoint(bad)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"state_dict": {"w": torch.zeros(2)}}, foreign)
+    with pytest.raises(CheckpointError, match="not a checkpoint of this project"):
+        load_checkpoint(foreign)
+    with pytest.raises(CheckpointError, match="no checkpoint here"):
+        load_checkpoint(tmp_path / "missing.pt")
+    # half a real checkpoint (a killed copy) is rejected too
+    run_train(tmp_path, cfg_for("dcgan", epochs=0.2))
+    data = (tmp_path / "ck.pt").read_bytes()
+    (tmp_path / "half.pt").write_bytes(data[: len(data) // 2])
+    with pytest.raises(CheckpointError):
+        load_checkpoint(tmp_path / "half.pt")
+
+
+def test_resume_with_other_params_is_refused(tmp_path):
+    run_train(tmp_path, cfg_for("dcgan", epochs=0.2))
+    with pytest.raises(CheckpointError, match="holds a 'dcgan' model"):
+        run_train(tmp_path, cfg_for("biggan", epochs=0.2), resume=True)
+
+
+def test_time_budget_stops_cleanly_with_a_checkpoint(tmp_path):
+    cfg = cfg_for("dcgan", epochs=1000.0, time_budget_min=0.05)  # 3 s of a much longer run
+    t0 = time.monotonic()
+    summary = run_train(tmp_path, cfg)
+    assert time.monotonic() - t0 < 15
+    assert summary["stopped_by_time_budget"] and 0 < summary["steps"] < summary["total_steps"]
+    assert load_checkpoint(tmp_path / "ck.pt")["step"] == summary["steps"]
+
+
+def _cli(tmp_path, *extra):
+    return [sys.executable, "-m", "pipeline.train", "--data", str(tmp_path / "d.npz"), "--out", str(tmp_path / "ck.pt"),
+            "--no-progress", "--params", str(tmp_path / "params.yaml"), *extra]
+
+
+def _write_params(tmp_path, **train):
+    import yaml
+
+    values = {"model": "dcgan", "batch_size": 8, "log_every": 1, "sample_every": 1000}
+    values.update(train)
+    if values["model"] in TINY:
+        values.setdefault(values["model"], TINY[values["model"]])
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump({"train": values}))
+
+
+@pytest.mark.slow
+def test_resume_after_a_kill_reaches_the_same_step_count(tmp_path):
+    save_dataset(tmp_path / "d.npz", tiny_dataset())
+    _write_params(tmp_path, epochs=40.0, checkpoint_every=5)  # 240 steps
+    proc = subprocess.Popen(_cli(tmp_path), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if (tmp_path / "ck.pt").exists() and load_checkpoint(tmp_path / "ck.pt")["step"] >= 10:
+            break
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    killed_at = load_checkpoint(tmp_path / "ck.pt")["step"]
+    assert 10 <= killed_at < 240
+    out = subprocess.run(_cli(tmp_path, "--resume"), cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert f"resuming from {tmp_path / 'ck.pt'} at step {killed_at}" in out.stdout
+    assert load_checkpoint(tmp_path / "ck.pt")["step"] == 240
+
+
+def test_cli_reports_bad_params(tmp_path):
+    save_dataset(tmp_path / "d.npz", tiny_dataset())
+    _write_params(tmp_path, model="stylegan")
+    out = subprocess.run(_cli(tmp_path), cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 2
+    assert "train.model: 'stylegan' is not a known model; choose one of biggan, dcgan, progan" in out.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["dcgan", "progan"])
+def test_two_process_ddp_on_cpu(tmp_path, model):
+    """torchrun with two CPU processes (gloo): the same command trains and writes one checkpoint.
+
+    progan also checks that layers without gradients at the early resolutions do not stall DDP.
+    """
+    save_dataset(tmp_path / "d.npz", tiny_dataset())
+    _write_params(tmp_path, epochs=1.0, model=model)  # 48 images / (8 x 2 processes) = 3 steps
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+           "-m", "pipeline.train", *_cli(tmp_path)[3:]]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
+    assert out.returncode == 0, out.stdout + out.stderr
+    ck = load_checkpoint(tmp_path / "ck.pt")
+    assert ck["step"] == ck["total_steps"] == 3
+    assert out.stdout.count("train: 3/3 steps") == 1  # only rank 0 reports
