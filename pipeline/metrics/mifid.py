@@ -98,7 +98,9 @@ def frechet_distance(
             )
         covmean = covmean.real
     diff = mu1 - mu2
-    return float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * np.trace(covmean))
+    fid = float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * np.trace(covmean))
+    # identical sets can round to about -1e-7; a negative FID would rank a copy above every real model
+    return max(fid, 0.0)
 
 
 # ------------------------------------------------------------------------------------ memorization distance

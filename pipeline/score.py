@@ -1,0 +1,285 @@
+"""Stage ``score``: the MiFID of a submission zip against the prepared training images, as Kaggle computed it.
+
+    python -m pipeline.score --submission submissions/images.zip --reference data/prepared/dogs64.npz \\
+        [--metrics metrics/score.json] [--leaderboard-dir submissions] [--cache data/reference] \\
+        [--checkpoint models/checkpoint.pt]
+
+1. The zip is checked as Kaggle's scorer did (pipeline.validate, ``score.expected_images`` PNGs).
+2. Its images and the reference images go through the feature network ``score.network``: ``inception``
+   (Kaggle's public-board network; weights on disk or downloadable) or ``standin`` (no download; its
+   numbers are NOT comparable to Kaggle's). What MiFID needs from the reference set (mean, covariance,
+   normalised features) is cached in ``--cache``/<network>.npz, keyed by a hash of the images and of the
+   network's weights, and recomputed only when either changes.
+3. MiFID with ``score.eps`` (0.1 as on the public board; 0.25 as on the private one) goes to the metrics
+   JSON; a memorizer (d < eps) gets a loud warning; a row goes to the leaderboard in ``--leaderboard-dir``.
+
+Exit status 0 on success, 2 with ``error: <problem>`` for an invalid zip, a missing file or missing weights.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import io
+import json
+import os
+import sys
+import time
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from pipeline.config import ConfigError, ScoreConfig, add_config_arguments, config_from_args
+from pipeline.files import atomic_path, load_dataset, write_json
+from pipeline.metrics import leaderboard
+from pipeline.metrics.features import FeatureNetwork, FeatureNetworkError, extract_features, load_network
+from pipeline.metrics.mifid import mifid_from_reference, prepare_reference
+from pipeline.runtime import pick_device
+from pipeline.validate import validate_zip
+
+METRIC_KEYS = ("network", "comparable_to_kaggle", "n_images", "fid", "distance", "distance_thresholded",
+               "mifid", "eps", "memorizer", "seconds")
+NOT_COMPARABLE_NOTE = ("stand-in network: these numbers are NOT comparable to Kaggle's leaderboard (nor to "
+                       "Inception scores); set score.network: inception for those")
+
+
+# ------------------------------------------------------------------------------------------ submission
+
+
+def read_zip_images(path: str | os.PathLike) -> np.ndarray:
+    """The PNGs of a (validated) submission zip, in archive order: uint8 [N, 64, 64, 3]."""
+    with zipfile.ZipFile(path) as zf:
+        images = []
+        for info in zf.infolist():
+            if info.is_dir():
+                continue
+            with Image.open(io.BytesIO(zf.read(info)), formats=["PNG"]) as im:
+                images.append(np.asarray(im.convert("RGB")))
+    return np.stack(images)
+
+
+# ----------------------------------------------------------------------------------- reference statistics
+
+
+@dataclass(frozen=True)
+class ReferenceStats:
+    """What MiFID needs from the reference set (see mifid.prepare_reference).
+
+    mu float64 [D], sigma float64 [D, D], normalized float32 [M', D] (non-zero rows, unit norm);
+    key: what they were computed from (data hash, network, weights); n_images: M.
+    """
+
+    mu: np.ndarray
+    sigma: np.ndarray
+    normalized: np.ndarray
+    key: str
+    n_images: int
+
+
+def reference_key(images: np.ndarray, network: FeatureNetwork) -> str:
+    """A string that changes whenever the reference images or the network's weights change."""
+    h = hashlib.sha256()
+    h.update(np.ascontiguousarray(images).data)  # hashed in place, no copy of a 270 MB array
+    return json.dumps({
+        "data_sha256": h.hexdigest(),
+        "shape": list(images.shape),
+        "network": network.name,
+        "weights": network.fingerprint,
+    }, sort_keys=True)
+
+
+def cache_file(cache_dir: str | os.PathLike, network_name: str) -> Path:
+    """One cache file per network, so switching networks back and forth recomputes nothing."""
+    return Path(cache_dir) / f"{network_name}.npz"
+
+
+def load_cached_reference(path: Path, key: str) -> ReferenceStats | None:
+    """The cached statistics at ``path`` if they were computed for ``key``; None otherwise."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if str(z["key"]) != key:
+                return None
+            return ReferenceStats(z["mu"], z["sigma"], z["normalized"], key, int(z["n_images"]))
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None  # unreadable: recompute and replace it
+
+
+def save_reference(path: Path, stats: ReferenceStats) -> None:
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:  # a file object: numpy adds no ".npz" to the name
+        np.savez(fh, key=np.array(stats.key), n_images=np.array(stats.n_images),
+                 mu=stats.mu, sigma=stats.sigma, normalized=stats.normalized)
+
+
+def reference_statistics(
+    images: np.ndarray,
+    network: FeatureNetwork,
+    cache_dir: str | os.PathLike,
+    batch_size: int = 100,
+    device="cpu",
+    progress: bool = True,
+) -> tuple[ReferenceStats, bool]:
+    """(statistics of ``images`` uint8 [M, H, W, 3] under ``network``, whether they came from the cache).
+
+    Reused from ``cache_dir``/<network>.npz when its key matches; computed and written (atomically,
+    replacing a stale file) otherwise.
+    """
+    key = reference_key(images, network)
+    path = cache_file(cache_dir, network.name)
+    cached = load_cached_reference(path, key)
+    if cached is not None:
+        return cached, True
+    features = extract_features(network, images, batch_size, device, progress)
+    mu, sigma, normalized = prepare_reference(features)
+    stats = ReferenceStats(mu, sigma, normalized, key, len(images))
+    save_reference(path, stats)
+    return stats, False
+
+
+# ---------------------------------------------------------------------------------------------- scoring
+
+
+def score_images(
+    images: np.ndarray,
+    stats: ReferenceStats,
+    network: FeatureNetwork,
+    cfg: ScoreConfig,
+    device="cpu",
+    progress: bool = True,
+) -> dict:
+    """MiFID of generated ``images`` uint8 [N, 64, 64, 3] against ``stats``: the metrics dict, less ``seconds``."""
+    features = extract_features(network, images, cfg.batch_size, device, progress)
+    result = mifid_from_reference(features, stats.mu, stats.sigma, stats.normalized, eps=cfg.eps, chunk=cfg.chunk)
+    return {
+        "network": network.name,
+        "comparable_to_kaggle": network.comparable_to_kaggle,
+        "n_images": len(images),
+        "fid": result["fid"],
+        "distance": result["distance"],
+        "distance_thresholded": result["distance_thresholded"],
+        "mifid": result["mifid"],
+        "eps": cfg.eps,
+        "memorizer": result["distance"] < cfg.eps,
+    }
+
+
+def memorizer_warning(metrics: dict) -> str:
+    """The lines printed on stderr for a memorizer (d < eps), each starting with ``WARNING: memorizer``."""
+    d, fid, eps = metrics["distance"], metrics["fid"], metrics["eps"]
+    times = 1.0 / metrics["distance_thresholded"] if metrics["distance_thresholded"] > 0 else float("inf")
+    lines = [
+        f"the memorization distance d = {d:.4g} is below eps = {eps}: "
+        "these images are (near-)copies of training images.",
+        f"Kaggle would have penalised this submission: its MiFID is FID / d = {fid:.4g} / {d:.4g} = "
+        f"{metrics['mifid']:.4g} instead of FID = {fid:.4g}, i.e. {times:.3g} times worse.",
+        "In 2019 such submissions were also disqualified by hand. Do not submit this model as it is.",
+    ]
+    if not metrics["comparable_to_kaggle"]:
+        lines.append("(measured with the stand-in network; Inception's distance, Kaggle's, may differ)")
+    return "\n".join(f"WARNING: memorizer: {line}" for line in lines)
+
+
+def summary(metrics: dict, rank: str | None) -> str:
+    verdict = (f"d {metrics['distance']:.4f} < eps {metrics['eps']}: MEMORIZER, penalised"
+               if metrics["memorizer"] else f"d {metrics['distance']:.4f} >= eps {metrics['eps']}: no penalty")
+    lines = [
+        f"score: MiFID {metrics['mifid']:.4g} (FID {metrics['fid']:.4g}, {verdict}) on {metrics['n_images']} images, "
+        f"{metrics['network']} network, {metrics['seconds']:.1f} s"
+    ]
+    if metrics["comparable_to_kaggle"]:
+        best, median = leaderboard.public_board_summary()
+        lines.append(f"  on Kaggle's 2019 public board it {rank} (497 real generative models: best {best:.2f}, "
+                     f"median {median:.1f}; local reference photos differ, so only roughly)")
+    else:
+        lines.append(f"  NOTE: {NOT_COMPARABLE_NOTE}")
+    return "\n".join(lines)
+
+
+def score_submission(
+    submission: str | os.PathLike,
+    reference: str | os.PathLike,
+    cfg: ScoreConfig,
+    cache_dir: str | os.PathLike,
+    device="cpu",
+    progress: bool = True,
+) -> tuple[dict, bool]:
+    """The stage's core: (metrics dict with exactly METRIC_KEYS, whether the reference came from the cache).
+
+    Raises SubmissionError (invalid zip), FeatureNetworkError (network or weights), FileNotFoundError /
+    ValueError (no prepared dataset).
+    """
+    t0 = time.perf_counter()
+    validate_zip(submission, cfg.expected_images)  # first: the cheapest check, and the most likely to fail
+    network = load_network(cfg.network, cfg.inception_weights)  # before the costly part: weights may be missing
+    ref_images = load_dataset(reference).images
+    stats, reused = reference_statistics(ref_images, network, cache_dir, cfg.batch_size, device, progress)
+    metrics = score_images(read_zip_images(submission), stats, network, cfg, device, progress)
+    metrics["seconds"] = round(time.perf_counter() - t0, 2)
+    return metrics, reused
+
+
+def checkpoint_description(path: str | None) -> tuple[str, str]:
+    """(model, params) for the leaderboard from ``--checkpoint``; ("unknown", "unknown") without one."""
+    if not path:
+        return leaderboard.UNKNOWN, leaderboard.UNKNOWN
+    from pipeline.checkpoint import load_checkpoint  # imports the models: only when a checkpoint is named
+
+    return leaderboard.describe_checkpoint(load_checkpoint(path))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline.score",
+        description="Score a submission zip with Kaggle's MiFID against the prepared training images; write the "
+        "metrics JSON and add a row to the local leaderboard. Warns loudly when the images are copies.",
+    )
+    parser.add_argument("--submission", required=True, metavar="ZIP",
+                        help="the submission, e.g. submissions/images.zip")
+    parser.add_argument("--reference", required=True, metavar="FILE.npz",
+                        help="prepared dataset whose images are the reference (written by pipeline.prepare)")
+    parser.add_argument("--metrics", default="metrics/score.json", metavar="FILE.json",
+                        help="metrics to write (default: %(default)s)")
+    parser.add_argument("--leaderboard-dir", default="submissions", metavar="DIR",
+                        help="folder of leaderboard.csv/.md/.png (default: %(default)s)")
+    parser.add_argument("--cache", default="data/reference", metavar="DIR",
+                        help="cache of reference statistics, one .npz per network (default: %(default)s)")
+    parser.add_argument("--checkpoint", metavar="FILE",
+                        help="checkpoint the images came from; its model and settings go into the leaderboard row")
+    parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default: %(default)s)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_config_arguments(parser, "score")
+    args = parser.parse_args(argv)
+    try:
+        cfg = config_from_args(args, "score")
+        # early, so that a wrong checkpoint path or device fails before any feature is computed
+        model, params = checkpoint_description(args.checkpoint)
+        try:
+            device = pick_device(args.device)
+        except RuntimeError as exc:
+            raise ConfigError(str(exc)) from None
+        metrics, reused = score_submission(args.submission, args.reference, cfg, args.cache, device,
+                                           progress=not args.no_progress)
+    # ValueError covers ConfigError, SubmissionError, CheckpointError, a bad dataset and broken features
+    except (ValueError, FeatureNetworkError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    metrics = {k: metrics[k] for k in METRIC_KEYS}
+    write_json(args.metrics, metrics)
+    row = leaderboard.make_row(metrics, model, params)
+    paths = leaderboard.update_leaderboard(args.leaderboard_dir, row)
+    if metrics["memorizer"]:
+        print(memorizer_warning(metrics), file=sys.stderr)
+    rank = row["kaggle_2019_rank"] if metrics["comparable_to_kaggle"] else None
+    print(f"reference statistics: {'reused' if reused else 'computed and cached in'} "
+          f"{cache_file(args.cache, cfg.network)}")
+    print(summary(metrics, rank))
+    print(f"wrote {args.metrics}; leaderboard row added to {paths['csv']} ({paths['md'].name}, {paths['png'].name})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,255 @@
+"""The score stage end to end with the stand-in network, its reference cache, the memorizer guard,
+the leaderboard, and the 2019 public-board numbers it ranks against."""
+
+import csv
+import json
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline import score
+from pipeline.files import Dataset, save_dataset
+from pipeline.images import png_bytes
+from pipeline.metrics import features as F
+from pipeline.metrics import leaderboard as L
+
+N_REF, N_GEN = 200, 20  # a reference much smaller than 512 makes scipy's sqrtm slow (singular products)
+KEYS = ["network", "comparable_to_kaggle", "n_images", "fid", "distance", "distance_thresholded", "mifid", "eps",
+        "memorizer", "seconds"]
+ANCHORS = Path(__file__).resolve().parents[2] / "shared" / "anchors" / "kaggle-2019-scored-submissions.csv"
+
+
+def pictures(n: int, seed: int) -> np.ndarray:
+    """uint8 [n, 64, 64, 3]: gradients with a few flat rectangles, distinct for each seed."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:64, 0:64] / 63.0
+    out = np.empty((n, 64, 64, 3), np.uint8)
+    for i in range(n):
+        a, b, c = rng.uniform(0, 255, (3, 3))
+        img = a + (b - a) * xx[..., None] * rng.uniform() + (c - a) * yy[..., None] * rng.uniform()
+        for _ in range(rng.integers(2, 5)):
+            x0, y0 = rng.integers(0, 48, 2)
+            w, h = rng.integers(6, 30, 2)
+            img[y0:y0 + h, x0:x0 + w] = rng.uniform(0, 255, 3)
+        out[i] = np.clip(img, 0, 255).astype(np.uint8)
+    return out
+
+
+def write_dataset(path: Path, images: np.ndarray) -> Path:
+    n = len(images)
+    save_dataset(path, Dataset(images, np.arange(n) % 2, np.array(["pug", "beagle"]),
+                               np.array([f"n0_{i}#0" for i in range(n)])))
+    return path
+
+
+def write_zip(path: Path, images: np.ndarray) -> Path:
+    with zipfile.ZipFile(path, "w") as z:
+        for i, image in enumerate(images):
+            z.writestr(f"{i:05d}.png", png_bytes(image))
+    return path
+
+
+class Run:
+    """Paths of one test's score runs, and a way to call the stage."""
+
+    def __init__(self, tmp: Path):
+        self.tmp = tmp
+        self.reference = write_dataset(tmp / "prepared" / "dogs64.npz", pictures(N_REF, 0))
+        self.cache = tmp / "reference"
+        self.metrics = tmp / "metrics" / "score.json"
+        self.board = tmp / "submissions"
+
+    def __call__(self, submission: Path, *extra: str) -> int:
+        return score.main([
+            "--submission", str(submission), "--reference", str(self.reference), "--metrics", str(self.metrics),
+            "--leaderboard-dir", str(self.board), "--cache", str(self.cache), "--device", "cpu", "--no-progress",
+            "--params", str(self.tmp / "no-params.yaml"),  # absent: every key at its default but these
+            "--set", "score.network=standin", "--set", f"score.expected_images={N_GEN}", *extra,
+        ])
+
+    def result(self) -> dict:
+        return json.loads(self.metrics.read_text())
+
+    def rows(self) -> list[dict]:
+        with open(self.board / "leaderboard.csv", newline="") as fh:
+            return list(csv.DictReader(fh))
+
+
+@pytest.fixture
+def run(tmp_path) -> Run:
+    return Run(tmp_path)
+
+
+@pytest.fixture
+def reference_extractions(monkeypatch) -> list[int]:
+    """Records the number of images of every feature extraction the score stage makes."""
+    calls: list[int] = []
+    real = score.extract_features
+
+    def counting(network, images, *args, **kwargs):
+        calls.append(len(images))
+        return real(network, images, *args, **kwargs)
+
+    monkeypatch.setattr(score, "extract_features", counting)
+    return calls
+
+
+def test_end_to_end_with_the_standin_network(run, tmp_path, capsys):
+    sub = write_zip(tmp_path / "images.zip", pictures(N_GEN, 1))
+    assert run(sub) == 0
+    result = run.result()
+    assert list(result) == KEYS
+    assert result["network"] == "standin" and result["comparable_to_kaggle"] is False
+    assert result["n_images"] == N_GEN and result["eps"] == 0.1
+    assert result["memorizer"] is False and result["distance"] >= 0.1
+    assert result["distance_thresholded"] == 1.0 and result["mifid"] == pytest.approx(result["fid"])
+    out = capsys.readouterr()
+    assert "NOT comparable to Kaggle" in out.out and "WARNING" not in out.err
+    (row,) = run.rows()
+    assert row["network"] == "standin" and row["model"] == "unknown" and row["params"] == "unknown"
+    assert row["kaggle_2019_rank"] == L.NOT_COMPARABLE and float(row["mifid"]) == pytest.approx(result["mifid"])
+    assert "not comparable to Kaggle" in (run.board / "leaderboard.md").read_text()
+    assert (run.board / "leaderboard.png").read_bytes().startswith(b"\x89PNG")
+    assert run(sub) == 0
+    assert len(run.rows()) == 2  # appended, not replaced
+    assert (run.board / "leaderboard.md").read_text().count("| standin (not comparable") == 2
+
+
+def test_training_images_are_flagged_as_a_memorizer(run, tmp_path, capsys):
+    sub = write_zip(tmp_path / "copies.zip", pictures(N_REF, 0)[:N_GEN])  # the reference images themselves
+    assert run(sub) == 0
+    result = run.result()
+    assert result["memorizer"] is True and result["distance"] < 1e-4
+    assert result["distance_thresholded"] == result["distance"]
+    assert result["mifid"] > 1000 * result["fid"]
+    err = capsys.readouterr().err
+    warnings = [line for line in err.splitlines() if line.startswith("WARNING: memorizer")]
+    assert len(warnings) >= 3 and "Kaggle would have penalised" in err and "times worse" in err
+    assert run.rows()[0]["memorizer"] == "true"
+    assert "**memorizer**" in (run.board / "leaderboard.md").read_text()
+
+
+def test_reference_cache_is_reused_and_invalidated_by_new_data(run, tmp_path, reference_extractions, capsys):
+    sub = write_zip(tmp_path / "images.zip", pictures(N_GEN, 1))
+    assert run(sub) == 0
+    assert reference_extractions == [N_REF, N_GEN]
+    cached = run.cache / "standin.npz"
+    first = run.result()
+    stamp = cached.stat().st_mtime_ns
+    assert "computed and cached" in capsys.readouterr().out
+
+    assert run(sub) == 0
+    assert reference_extractions == [N_REF, N_GEN, N_GEN]  # the reference was not extracted again
+    assert cached.stat().st_mtime_ns == stamp
+    assert "reference statistics: reused" in capsys.readouterr().out
+    assert run.result()["fid"] == pytest.approx(first["fid"], rel=1e-6)
+
+    write_dataset(run.reference, pictures(N_REF, 7))  # same size, other images
+    assert run(sub) == 0
+    assert reference_extractions == [N_REF, N_GEN, N_GEN, N_REF, N_GEN]
+    assert run.result()["fid"] != pytest.approx(first["fid"], rel=1e-6)
+    assert "computed and cached" in capsys.readouterr().out
+    assert not [p for p in run.cache.iterdir() if p.name != "standin.npz"]  # replaced atomically, no leftovers
+
+
+def test_reference_statistics_match_a_direct_computation(tmp_path):
+    network = F.load_network("standin")
+    ref = pictures(N_REF, 0)
+    stats, reused = score.reference_statistics(ref, network, tmp_path, progress=False)
+    again, reused_again = score.reference_statistics(ref, network, tmp_path, progress=False)
+    assert (reused, reused_again) == (False, True)
+    features = F.extract_features(network, ref, progress=False)
+    np.testing.assert_allclose(again.mu, features.mean(axis=0), rtol=1e-5, atol=1e-7)
+    assert again.sigma.shape == (F.STANDIN_DIM, F.STANDIN_DIM) and again.n_images == N_REF
+    assert again.key == score.reference_key(ref, network)
+    assert score.reference_key(ref[::-1].copy(), network) != again.key
+
+
+def test_zip_images_are_read_back_exactly(tmp_path):
+    images = pictures(5, 3)
+    assert np.array_equal(score.read_zip_images(write_zip(tmp_path / "five.zip", images)), images)
+
+
+def test_invalid_zip_exits_2_with_the_validators_message(run, tmp_path, capsys):
+    sub = write_zip(tmp_path / "short.zip", pictures(3, 1))
+    assert run(sub) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and f"holds 3 files, it must hold exactly {N_GEN} PNG images" in err
+    assert not run.metrics.exists() and not run.board.exists()
+
+
+def test_missing_inception_weights_exit_2_quickly(run, tmp_path, monkeypatch, capsys):
+    old = torch.hub.get_dir()
+    torch.hub.set_dir(str(tmp_path / "hub"))
+    monkeypatch.delenv(F.WEIGHTS_ENV, raising=False)
+    monkeypatch.setattr(F, "DOWNLOAD_TIMEOUT", 2.0)
+    try:
+        sub = write_zip(tmp_path / "images.zip", pictures(N_GEN, 1))
+        assert run(sub, "--set", "score.network=inception") == 2
+    finally:
+        torch.hub.set_dir(old)
+    assert F.INCEPTION_WEIGHTS_FILE in capsys.readouterr().err
+    assert not run.metrics.exists()
+
+
+def test_missing_checkpoint_and_wrong_config_exit_2(run, tmp_path, capsys):
+    sub = write_zip(tmp_path / "images.zip", pictures(N_GEN, 1))
+    assert run(sub, "--checkpoint", str(tmp_path / "none.pt")) == 2
+    assert "no checkpoint here" in capsys.readouterr().err
+    assert run(sub, "--set", "score.network=nasnet") == 2
+    assert "score.network: 'nasnet' is not allowed" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------- leaderboard
+
+
+def test_rank_among_the_2019_real_generative_models():
+    assert L.kaggle_rank(1.0) == (1, 498)  # better than the best
+    assert L.kaggle_rank(12.46328428178144) == (1, 498)  # a tie takes the better place
+    assert L.kaggle_rank(1e6) == (498, 498)  # worse than all
+    assert L.rank_text(5.0) == "would rank 1 of 498"
+    assert L.kaggle_rank(61.0)[0] < 249 < L.kaggle_rank(62.0)[0]  # the median sits between
+    scores = np.array([10.0, 20.0, 30.0])
+    ranks = [L.kaggle_rank(x, scores) for x in (5, 10, 15, 20, 25, 31)]
+    assert ranks == [(1, 4), (1, 4), (2, 4), (2, 4), (3, 4), (4, 4)]
+
+
+def test_shipped_public_scores_match_the_competition_facts():
+    scores = L.public_nonmem_scores()
+    assert len(scores) == 497 and (np.diff(scores) >= 0).all()
+    best, median = L.public_board_summary()
+    assert round(best, 2) == 12.46 and round(median, 1) == 61.6
+
+
+def test_shipped_public_scores_are_the_non_mem_rows_of_the_released_file():
+    if not ANCHORS.is_file():
+        pytest.skip(f"{ANCHORS} is not here")
+    with open(ANCHORS, newline="") as fh:
+        source = sorted(float(r["public_score"]) for r in csv.DictReader(fh) if r["labels"] == "non-mem")
+    np.testing.assert_array_equal(L.public_nonmem_scores(), np.array(source))
+
+
+def metrics(network="inception", mifid=50.0, memorizer=False) -> dict:
+    return {"network": network, "comparable_to_kaggle": network == "inception", "n_images": 10_000, "eps": 0.1,
+            "fid": mifid, "distance": 0.05 if memorizer else 0.25, "mifid": mifid, "memorizer": memorizer}
+
+
+def test_rows_markdown_and_plot(tmp_path):
+    ck = {"model": "biggan", "step": 1200, "total_steps": 5000, "model_options": {"z_dim": 120, "g_width": 8},
+          "train_config": {"loss": "bce", "batch_size": 32, "augment": "", "seed": 0}}
+    model, params = L.describe_checkpoint(ck)
+    assert model == "biggan"
+    assert params == "step 1200/5000; z_dim=120 g_width=8; loss='bce' batch_size=32 augment=''"
+    L.update_leaderboard(tmp_path, L.make_row(metrics("standin", 0.5), model, params))
+    L.update_leaderboard(tmp_path, L.make_row(metrics(mifid=80.0)))
+    paths = L.update_leaderboard(tmp_path, L.make_row(metrics(mifid=40.0)))
+    _, rows = L.read_rows(paths["csv"])
+    assert [r["kaggle_2019_rank"] for r in rows] == [L.NOT_COMPARABLE, L.rank_text(80.0), L.rank_text(40.0)]
+    table = [line for line in paths["md"].read_text().splitlines() if line.startswith("| ") and line[2].isdigit()]
+    # comparable rows first, by MiFID; the stand-in row last however low its number
+    assert [line.split(" | ")[1] for line in table] == ["40.00", "80.00", "0.50"]
+    assert "not comparable to Kaggle" in table[2] and "would rank" in table[0]
+    assert paths["png"].read_bytes().startswith(b"\x89PNG")
