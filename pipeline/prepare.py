@@ -72,23 +72,23 @@ def process_photo(task: PhotoTask, cfg: PrepareConfig) -> PhotoResult:
         res.skips.append(("missing_photo", f"{task.annotation_path}: no photo {task.photo_id}.jpg"))
         return res
     try:
-        im = open_photo(task.photo_path)
-        width, height = im.size  # the photo, not the XML's <size>, is the authority for clipping
-        limits = BoxLimits(cfg.min_aspect, cfg.max_aspect, cfg.min_side)
-        plans = []
-        for i, box in enumerate(ann.boxes):
-            rect, reason = judge_box(box, width, height, limits)
-            if reason:
-                res.skips.append((reason, f"{task.annotation_path}: box {i} {box}"))
-            else:
-                plans.append((i, plan_crop(rect, width, height, cfg.square, cfg.margin)))
-        if not plans:
-            return res
-        decoded = decode_reduced(im, reduction_factor([p for _, p in plans], cfg.size))
-        res.read = True
-        scale = (decoded.width / width, decoded.height / height)
-        for i, plan in plans:
-            res.crops.append((i, render_crop(decoded, plan, scale, cfg.size, cfg.resample)))
+        with open_photo(task.photo_path) as im:  # closes the file whatever happens below
+            width, height = im.size  # the photo, not the XML's <size>, is the authority for clipping
+            limits = BoxLimits(cfg.min_aspect, cfg.max_aspect, cfg.min_side)
+            plans = []
+            for i, box in enumerate(ann.boxes):
+                rect, reason = judge_box(box, width, height, limits)
+                if reason:
+                    res.skips.append((reason, f"{task.annotation_path}: box {i} {box}"))
+                else:
+                    plans.append((i, plan_crop(rect, width, height, cfg.square, cfg.margin)))
+            if not plans:
+                return res
+            decoded = decode_reduced(im, reduction_factor([p for _, p in plans], cfg.size))
+            res.read = True
+            scale = (decoded.width / width, decoded.height / height)
+            for i, plan in plans:
+                res.crops.append((i, render_crop(decoded, plan, scale, cfg.size, cfg.resample)))
     except ImageDecodeError as exc:
         res.crops.clear()
         res.skips.append(("corrupt_image", f"{task.photo_path}: {exc}"))
