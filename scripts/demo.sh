@@ -5,4 +5,6 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/bootstrap.sh"
 dvc repro "$@"
 echo
-echo "done: the prepared training set is data/prepared/dogs64.npz; look at data/prepared/grid.png"
+echo "done: submissions/images.zip holds 10,000 generated images (look at submissions/images_grid.png);"
+echo "      its score is in metrics/score.json and submissions/leaderboard.md."
+echo "      Also worth a look: data/prepared/grid.png (the training crops), models/samples/ (training progress)."
