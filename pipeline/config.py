@@ -137,7 +137,7 @@ class GenerateConfig:
     truncation: float = field(default=0.8, metadata=_range(0.0, None))  # resample |z| >= this; 0 = off (1st place: 0.8)
     label_sampling: Literal["proportional", "uniform"] = "proportional"  # breeds as in the training set, or evenly
     use_ema: bool = True  # sample the EMA generator
-    batch_size: int = field(default=500, metadata=_range(1, 100_000))
+    batch_size: int = field(default=100, metadata=_range(1, 100_000))  # 500: 2.6x the memory, 17% slower on CPU
     seed: int = 0
 
 

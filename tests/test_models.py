@@ -377,3 +377,12 @@ def test_biggan_defaults_are_the_first_place_configuration():
     # parameters at the defaults with 120 breeds: G 8,440,452 (8.4 M), D 4,950,626 (5.0 M)
     assert sum(p.numel() for p in G.parameters()) == 8_440_452
     assert sum(p.numel() for p in D.parameters()) == 4_950_626
+
+
+@pytest.mark.parametrize("factor", [1, 2, 4, 16])
+def test_upsample_nearest_matches_interpolate(factor):
+    from pipeline.models.layers import upsample_nearest
+
+    x = torch.randn(3, 5, 4, 6)
+    expected = torch.nn.functional.interpolate(x, scale_factor=factor, mode="nearest")
+    assert torch.equal(upsample_nearest(x, factor), expected)

@@ -25,7 +25,7 @@ from torch import nn
 
 from pipeline.models import register_model
 from pipeline.models.layers import (ConditionalBatchNorm2d, SelfAttention, check_labels, sn_conv2d, sn_embedding,
-                                   sn_linear)
+                                   sn_linear, upsample_nearest)
 
 G_MULTIPLIERS = (16, 16, 8, 4, 2)  # channels at 4x4, then out of each up-block (8, 16, 32, 64)
 D_MULTIPLIERS = (1, 2, 4, 8, 16)  # channels out of each down-block (32, 16, 8, 4, 4)
@@ -53,10 +53,10 @@ class GBlock(nn.Module):
         self.shortcut = sn_conv2d(in_ch, out_ch, 1)
 
     def forward(self, x: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
-        h = F.interpolate(F.relu(self.bn1(x, cond)), scale_factor=2, mode="nearest")
+        h = upsample_nearest(F.relu(self.bn1(x, cond)))
         h = self.conv2(F.relu(self.bn2(self.conv1(h), cond)))
         # a 1x1 conv commutes with nearest upsampling: convolve first, on a quarter of the pixels
-        return h + F.interpolate(self.shortcut(x), scale_factor=2, mode="nearest")
+        return h + upsample_nearest(self.shortcut(x))
 
 
 class Generator(nn.Module):

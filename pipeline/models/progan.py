@@ -30,7 +30,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipeline.models import register_model
-from pipeline.models.layers import EqualizedConv2d, EqualizedLinear, check_labels, minibatch_stddev, pixel_norm
+from pipeline.models.layers import (EqualizedConv2d, EqualizedLinear, check_labels, minibatch_stddev, pixel_norm,
+                                     upsample_nearest)
 
 RESOLUTIONS = (4, 8, 16, 32, 64)
 OUT_SIZE = RESOLUTIONS[-1]
@@ -93,7 +94,7 @@ class GBlock(nn.Module):
         self.conv2 = EqualizedConv2d(out_ch, out_ch, 3, padding=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.interpolate(x, scale_factor=2, mode="nearest")
+        x = upsample_nearest(x)
         x = pixel_norm(_lrelu(self.conv1(x)))
         return pixel_norm(_lrelu(self.conv2(x)))
 
@@ -128,11 +129,11 @@ class Generator(_Progressive):
         else:
             rgb = self.to_rgb[stage](self.blocks[stage - 1](h))
             if alpha < 1.0:  # fading in: blend with the previous resolution's image, upsampled
-                old = F.interpolate(self.to_rgb[stage - 1](h), scale_factor=2, mode="nearest")
+                old = upsample_nearest(self.to_rgb[stage - 1](h))
                 rgb = torch.lerp(old, rgb, alpha)
         rgb = torch.tanh(rgb)
         factor = OUT_SIZE // RESOLUTIONS[stage]
-        return F.interpolate(rgb, scale_factor=factor, mode="nearest") if factor > 1 else rgb
+        return upsample_nearest(rgb, factor)
 
 
 class DBlock(nn.Module):
