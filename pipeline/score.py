@@ -49,16 +49,19 @@ NOT_COMPARABLE_NOTE = ("stand-in network: these numbers are NOT comparable to Ka
 # ------------------------------------------------------------------------------------------ submission
 
 
-def read_zip_images(path: str | os.PathLike) -> np.ndarray:
-    """The PNGs of a (validated) submission zip, in archive order: uint8 [N, 64, 64, 3]."""
-    with zipfile.ZipFile(path) as zf:
-        images = []
-        for info in zf.infolist():
-            if info.is_dir():
-                continue
-            with Image.open(io.BytesIO(zf.read(info)), formats=["PNG"]) as im:
-                images.append(np.asarray(im.convert("RGB")))
-    return np.stack(images)
+def read_zip_images(path: str | os.PathLike, expected: int | None = None) -> np.ndarray:
+    """Validate a submission zip and return its PNGs in archive order, uint8 [N, 64, 64, 3], in one read.
+
+    expected: the number of images the zip must hold (None: however many it has). Raises SubmissionError.
+    """
+    if expected is None:
+        try:
+            with zipfile.ZipFile(path) as zf:
+                expected = max(1, sum(not info.is_dir() for info in zf.infolist()))
+        except (OSError, zipfile.BadZipFile):
+            expected = 1  # validate_zip names the problem
+
+    return validate_zip(path, expected, keep_pixels=True).pixels
 
 
 # ----------------------------------------------------------------------------------- reference statistics
@@ -213,11 +216,11 @@ def score_submission(
     ValueError (no prepared dataset).
     """
     t0 = time.perf_counter()
-    validate_zip(submission, cfg.expected_images)  # first: the cheapest check, and the most likely to fail
+    images = read_zip_images(submission, cfg.expected_images)  # first: the check most likely to fail
     network = load_network(cfg.network, cfg.inception_weights)  # before the costly part: weights may be missing
     ref_images = load_dataset(reference).images
     stats, reused = reference_statistics(ref_images, network, cache_dir, cfg.batch_size, device, progress)
-    metrics = score_images(read_zip_images(submission), stats, network, cfg, device, progress)
+    metrics = score_images(images, stats, network, cfg, device, progress)
     metrics["seconds"] = round(time.perf_counter() - t0, 2)
     return metrics, reused
 

@@ -32,6 +32,7 @@ import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 from PIL import Image
 
 EXPECTED_IMAGES = 10_000
@@ -55,6 +56,7 @@ class ValidationResult:
     mode:      PIL mode of every image, "RGB"
     zip_bytes: size of the zip file on disk, in bytes
     seconds:   wall time the validation took
+    pixels:    uint8 [N, 64, 64, 3], the decoded images in archive order, when asked for (else None)
     """
 
     path: Path
@@ -63,14 +65,18 @@ class ValidationResult:
     mode: str
     zip_bytes: int
     seconds: float
+    pixels: np.ndarray | None = None
 
     def summary(self) -> str:
         w, h = self.size
         return f"valid: {self.images} PNG images, {w}x{h} {self.mode}, {self.zip_bytes / 1e6:.1f} MB"
 
 
-def check_png(name: str, data: bytes) -> None:
-    """Raise :class:`SubmissionError` unless ``data`` is a complete 64x64 RGB PNG; ``name`` is for messages."""
+def check_png(name: str, data: bytes) -> np.ndarray:
+    """Raise :class:`SubmissionError` unless ``data`` is a complete 64x64 RGB PNG; ``name`` is for messages.
+
+    Returns its pixels, uint8 [64, 64, 3] (they are decoded for the check anyway).
+    """
     if not data.startswith(PNG_SIGNATURE):
         head = data[:8]
         raise SubmissionError(
@@ -104,15 +110,16 @@ def check_png(name: str, data: bytes) -> None:
             # pixels are then decoded from a fresh open: a truncated or corrupt IDAT stream fails load().
             im.verify()
             with Image.open(io.BytesIO(data), formats=["PNG"]) as pixels:
-                pixels.load()
+                return np.asarray(pixels)
         except (OSError, SyntaxError, ValueError, EOFError, zlib.error) as exc:
             raise SubmissionError(f"{name}: truncated or corrupt PNG, it cannot be fully decoded ({exc}).") from None
 
 
-def validate_zip(path: str | os.PathLike, expected: int = EXPECTED_IMAGES) -> ValidationResult:
+def validate_zip(path: str | os.PathLike, expected: int = EXPECTED_IMAGES, keep_pixels: bool = False) -> ValidationResult:
     """Check the submission zip at ``path``; return what it holds or raise :class:`SubmissionError`.
 
-    expected: the number of images required (10,000 on Kaggle; smaller in tests and demos).
+    expected:    the number of images required (10,000 on Kaggle; smaller in tests and demos).
+    keep_pixels: also return the decoded images (``result.pixels``), so a scorer reads the zip once.
     """
     if expected < 1:
         raise ValueError(f"expected must be at least 1, got {expected}")
@@ -128,6 +135,7 @@ def validate_zip(path: str | os.PathLike, expected: int = EXPECTED_IMAGES) -> Va
             from None
     except OSError as exc:
         raise SubmissionError(f"{path}: cannot be read ({exc}).") from None
+    kept: list[np.ndarray] = []
     with zf:
         members = [info for info in zf.infolist() if not info.is_dir()]
         if not members:
@@ -143,7 +151,9 @@ def validate_zip(path: str | os.PathLike, expected: int = EXPECTED_IMAGES) -> Va
             except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, RuntimeError) as exc:
                 # bad CRC, broken deflate stream, unsupported compression or encryption
                 raise SubmissionError(f"{info.filename}: cannot be read from {path} ({exc}).") from None
-            check_png(info.filename, data)
+            pixels = check_png(info.filename, data)
+            if keep_pixels:
+                kept.append(pixels)
     return ValidationResult(
         path=path,
         images=len(members),
@@ -151,6 +161,7 @@ def validate_zip(path: str | os.PathLike, expected: int = EXPECTED_IMAGES) -> Va
         mode=IMAGE_MODE,
         zip_bytes=path.stat().st_size,
         seconds=time.perf_counter() - t0,
+        pixels=np.stack(kept) if keep_pixels else None,
     )
 
 
