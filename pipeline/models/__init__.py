@@ -2,7 +2,8 @@
 
 Every model follows one interface, so the training loop never asks which model it drives:
 
-- ``G(z, y)``: z float [N, G.z_dim], y int64 [N] breed labels or None -> images float [N, 3, 64, 64]
+- ``G(z, y)``: z float [N, G.z_dim], y int64 [N] breed labels (or soft labels float [N, n_classes]: class
+  weights, e.g. a blend of two breeds, see ``layers.embed_labels``) or None -> images float [N, 3, 64, 64]
   in [-1, 1]. ``G.z_dim`` and ``G.n_classes`` (0 = unconditional) are attributes.
 - ``D(x, y)``: x float [N, 3, 64, 64] in [-1, 1], y int64 [N] or None -> ``(logits [N], class_logits
   [N, n_classes] or None)``; ``class_logits`` only when built with an auxiliary classifier.

@@ -24,8 +24,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipeline.models import register_model
-from pipeline.models.layers import (ConditionalBatchNorm2d, SelfAttention, check_labels, sn_conv2d, sn_embedding,
-                                   sn_linear, upsample_nearest)
+from pipeline.models.layers import (ConditionalBatchNorm2d, SelfAttention, check_labels, embed_labels, sn_conv2d,
+                                   sn_embedding, sn_linear, upsample_nearest)
 
 G_MULTIPLIERS = (16, 16, 8, 4, 2)  # channels at 4x4, then out of each up-block (8, 16, 32, 64)
 D_MULTIPLIERS = (1, 2, 4, 8, 16)  # channels out of each down-block (32, 16, 8, 4, 4)
@@ -86,11 +86,12 @@ class Generator(nn.Module):
         self.start_channels = chans[0]
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        """z: [N, z_dim]; y: int64 [N] (conditional) or None -> images [N, 3, 64, 64] in [-1, 1]."""
-        check_labels(y, len(z), self.n_classes)
+        """z: [N, z_dim]; y: int64 [N] or soft float [N, n_classes] (conditional), or None
+        -> images [N, 3, 64, 64] in [-1, 1]."""
+        check_labels(y, len(z), self.n_classes, soft=True)
         zs = z.split(self.chunks, dim=1)
         if self.shared is not None:
-            shared = self.shared(y).to(z.dtype)
+            shared = embed_labels(self.shared.weight, y).to(z.dtype)
             conds = [torch.cat([shared, c], dim=1) for c in zs[1:]]
         else:
             conds = [None] * len(self.blocks)

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from pipeline.models import register_model
-from pipeline.models.layers import check_labels
+from pipeline.models.layers import check_labels, embed_labels
 
 
 @dataclass(frozen=True)
@@ -57,10 +57,11 @@ class Generator(nn.Module):
             nn.init.normal_(self.embed.weight)  # the same scale as z
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        """z: [N, z_dim]; y: int64 [N] (conditional) or None -> images [N, 3, 64, 64] in [-1, 1]."""
-        check_labels(y, len(z), self.n_classes)
+        """z: [N, z_dim]; y: int64 [N] or soft float [N, n_classes] (conditional), or None
+        -> images [N, 3, 64, 64] in [-1, 1]."""
+        check_labels(y, len(z), self.n_classes, soft=True)
         if self.embed is not None:
-            z = torch.cat([z, self.embed(y).to(z.dtype)], dim=1)
+            z = torch.cat([z, embed_labels(self.embed.weight, y).to(z.dtype)], dim=1)
         return self.net(z[:, :, None, None])
 
 

@@ -164,14 +164,33 @@ def minibatch_stddev(x: torch.Tensor, group_size: int = 4) -> torch.Tensor:
     return torch.cat([x, feature.to(x.dtype)], dim=1)
 
 
-def check_labels(y: torch.Tensor | None, n: int, n_classes: int) -> None:
-    """Conditional models need int64 labels [N]; unconditional ones ignore ``y``. Raises a clear error."""
+def check_labels(y: torch.Tensor | None, n: int, n_classes: int, soft: bool = False) -> None:
+    """Conditional models take int64 labels [N] (generators, ``soft=True``: also soft labels float
+    [N, n_classes], see :func:`embed_labels`); unconditional ones ignore ``y``. Raises a clear error."""
     if n_classes == 0:
         return
     if y is None:
         raise ValueError(f"this model is conditional on {n_classes} classes: pass labels y (int64 [N]), not None")
-    if y.shape != (n,):
+    if y.is_floating_point():
+        if not soft:
+            raise ValueError(f"labels y must be int64 [{n}], got {y.dtype}")
+        if y.shape != (n, n_classes):
+            raise ValueError(f"soft labels y must have shape [{n}, {n_classes}], got {list(y.shape)}")
+    elif y.shape != (n,):
         raise ValueError(f"labels y must have shape [{n}], got {list(y.shape)}")
+
+
+def embed_labels(weight: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Rows of a class-embedding table ``weight`` [n_classes, dim] for labels ``y``.
+
+    y: int64 [N] -> ``weight[y]`` [N, dim]; or soft labels float [N, n_classes] (class weights, e.g. a one-hot
+    row, or a blend of two breeds summing to 1) -> ``y @ weight`` [N, dim], the same weighted blend of rows.
+    A one-hot row gives exactly the row an integer label gives (products with 0 and 1 are exact), so a soft
+    label is a drop-in way to interpolate between breeds (the latent walks of ``pipeline.walks``).
+    """
+    if y.is_floating_point():
+        return y.to(weight.dtype) @ weight
+    return weight[y]
 
 
 def upsample_nearest(x: torch.Tensor, factor: int = 2) -> torch.Tensor:

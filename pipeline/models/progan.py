@@ -30,8 +30,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from pipeline.models import register_model
-from pipeline.models.layers import (EqualizedConv2d, EqualizedLinear, check_labels, minibatch_stddev, pixel_norm,
-                                     upsample_nearest)
+from pipeline.models.layers import (EqualizedConv2d, EqualizedLinear, check_labels, embed_labels, minibatch_stddev,
+                                     pixel_norm, upsample_nearest)
 
 RESOLUTIONS = (4, 8, 16, 32, 64)
 OUT_SIZE = RESOLUTIONS[-1]
@@ -114,12 +114,13 @@ class Generator(_Progressive):
         self.to_rgb = nn.ModuleList(EqualizedConv2d(c, 3, 1, gain=1.0) for c in chans)
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        """z: [N, z_dim]; y: int64 [N] (conditional) or None -> images [N, 3, 64, 64] in [-1, 1]."""
-        check_labels(y, len(z), self.n_classes)
+        """z: [N, z_dim]; y: int64 [N] or soft float [N, n_classes] (conditional), or None
+        -> images [N, 3, 64, 64] in [-1, 1]."""
+        check_labels(y, len(z), self.n_classes, soft=True)
         stage, alpha = self._state()
         latent = pixel_norm(z)
         if self.embed is not None:
-            latent = torch.cat([latent, pixel_norm(self.embed[y]).to(latent.dtype)], dim=1)
+            latent = torch.cat([latent, pixel_norm(embed_labels(self.embed, y)).to(latent.dtype)], dim=1)
         h = pixel_norm(_lrelu(self.dense(latent).reshape(len(z), self.width, 4, 4)))
         h = pixel_norm(_lrelu(self.conv4(h)))
         for block in self.blocks[: max(stage - 1, 0)]:
