@@ -134,3 +134,39 @@ def image_grid(
 def save_png(path: str | os.PathLike, picture: np.ndarray | Image.Image) -> None:
     """Write a PNG atomically."""
     write_bytes(path, png_bytes(picture))
+
+
+def even_subsample(n: int, k: int) -> list[int]:
+    """At most ``k`` indices of ``range(n)``, evenly spread, always the first and the last (``k >= 2``).
+
+    n=10, k=4 -> [0, 3, 6, 9]; n <= k -> all of them.
+    """
+    if k < 2:
+        raise ValueError(f"need room for the first and the last index, got k={k}")
+    if n <= k:
+        return list(range(n))
+    return sorted({round(i * (n - 1) / (k - 1)) for i in range(k)})
+
+
+def gif_bytes(frames: Sequence[Image.Image], frame_ms: int = 100, last_ms: int | None = None) -> bytes:
+    """An animated GIF that loops forever: each frame shown ``frame_ms`` ms, the last one ``last_ms`` (default the
+    same). Frames are RGB pictures of one size (others are resized to the first's); each gets its own palette.
+
+    Pillow merges consecutive identical frames into one (adding their durations), so a GIF may hold fewer
+    frames than given when some repeat.
+    """
+    if not frames:
+        raise ValueError("a GIF needs at least one frame")
+    size = frames[0].size
+    frames = [f.convert("RGB") if f.size == size else f.convert("RGB").resize(size) for f in frames]
+    durations = [frame_ms] * len(frames)
+    durations[-1] = frame_ms if last_ms is None else last_ms
+    buf = io.BytesIO()
+    frames[0].save(buf, format="GIF", save_all=True, append_images=frames[1:], duration=durations, loop=0)
+    return buf.getvalue()
+
+
+def save_gif(path: str | os.PathLike, frames: Sequence[Image.Image], frame_ms: int = 100,
+             last_ms: int | None = None) -> None:
+    """Write an animated GIF atomically (see :func:`gif_bytes`)."""
+    write_bytes(path, gif_bytes(frames, frame_ms, last_ms))

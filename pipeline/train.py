@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import nn
 from tqdm import tqdm
 
@@ -29,7 +30,7 @@ from pipeline.checkpoint import CheckpointError, load_checkpoint, save_checkpoin
 from pipeline.config import ConfigError, TrainConfig, add_config_arguments, config_from_args
 from pipeline.ema import ema_decay_at, ema_update, make_ema
 from pipeline.files import Dataset, load_dataset
-from pipeline.images import image_grid, save_png
+from pipeline.images import even_subsample, image_grid, save_gif, save_png
 from pipeline.losses import class_loss, get_loss
 from pipeline.models import build_model
 from pipeline.runtime import Runtime, setup_runtime, unwrap
@@ -203,6 +204,58 @@ class SampleGrid:
         return image_grid(pixels, self.captions, columns=self.columns, zoom=2, title=title)
 
 
+SAMPLE_PREFIX = "step_"  # sample grids are <samples>/step_NNNNNNN.png
+PROGRESS_GIF = "progress.gif"  # every grid of the run, one per frame (evenly subsampled to GIF_MAX_FRAMES)
+LAST_PNG = "last.png"  # the last grid, as a still, at full size
+GIF_MAX_FRAMES = 24
+GIF_SHRINK = 2  # GIF frames at half the grid's size: tiles at their real 64 px (the grids zoom them 2x)
+# 24 half-size frames of a 12-breed grid: about 5 MB (GIF compresses noisy 64x64 pictures poorly)
+GIF_FRAME_MS = 200
+GIF_LAST_MS = 2000  # hold the final grid before the loop restarts
+
+
+def sample_path(samples_dir: Path, step: int) -> Path:
+    return samples_dir / f"{SAMPLE_PREFIX}{step:07d}.png"
+
+
+def sample_files(samples_dir: Path) -> list[tuple[int, Path]]:
+    """(step, path) of every sample grid in ``samples_dir``, by step."""
+    found = []
+    for path in samples_dir.glob(f"{SAMPLE_PREFIX}*.png"):
+        digits = path.stem[len(SAMPLE_PREFIX):]
+        if digits.isdigit():
+            found.append((int(digits), path))
+    return sorted(found)
+
+
+def drop_samples_after(samples_dir: Path, step: int) -> None:
+    """Remove grids of steps after ``step``: left by an earlier run (``step`` 0: a fresh start) or by a killed
+    run past its last checkpoint, they do not belong to the run that continues from ``step``."""
+    for s, path in sample_files(samples_dir):
+        if s > step:
+            path.unlink()
+
+
+def write_progress(samples_dir: Path, max_frames: int = GIF_MAX_FRAMES) -> tuple[int, int]:
+    """Assemble the sample grids of ``samples_dir`` into ``progress.gif`` (at most ``max_frames`` frames,
+    evenly spread, first and last always in, each shrunk by ``GIF_SHRINK``) and copy the last grid to
+    ``last.png``; both written atomically.
+
+    Returns (grids found, frames written); (0, 0) writes nothing.
+    """
+    files = sample_files(samples_dir)
+    if not files:
+        return 0, 0
+    keep = [files[i][1] for i in even_subsample(len(files), max_frames)]
+    frames = []
+    for path in keep:
+        with Image.open(path) as im:
+            frames.append(im.convert("RGB"))
+    save_png(samples_dir / LAST_PNG, frames[-1])
+    save_gif(samples_dir / PROGRESS_GIF, [f.reduce(GIF_SHRINK) for f in frames], GIF_FRAME_MS, GIF_LAST_MS)
+    return len(files), len(frames)
+
+
 def _checkpoint(path: Path, p: Parts, cfg: TrainConfig, step: int, steps: int, breeds: list[str],
                 label_counts: list[int]) -> None:
     save_checkpoint(
@@ -264,6 +317,8 @@ def train(
         step = _resume(out, p, cfg, breeds)
         if rt.is_main:
             print(f"resuming from {out} at step {step} of {steps}")
+    if rt.is_main and samples_dir and samples_dir.is_dir():
+        drop_samples_after(samples_dir, step)
     grid = SampleGrid(unwrap(p.G).z_dim, p.n_classes, breeds, cfg.sample_breeds, rt.device, seed=cfg.seed)
     live = _open_live(live_dir, resume and step > 0) if rt.is_main and live_dir else None
     budget_s = cfg.time_budget_min * 60 if cfg.time_budget_min > 0 else math.inf
@@ -297,7 +352,7 @@ def train(
                     live.log_metric("train/images_per_s", rate)
             if rt.is_main and samples_dir and (step % cfg.sample_every == 0 or step == steps):
                 picture = grid.render(p.G_ema or unwrap(p.G), f"{cfg.model} step {step}")
-                save_png(samples_dir / f"step_{step:07d}.png", picture)
+                save_png(sample_path(samples_dir, step), picture)
                 if live is not None:
                     live.log_image("samples.png", picture)
             if rt.is_main and step % cfg.checkpoint_every == 0 and step < steps:
@@ -310,7 +365,9 @@ def train(
     if rt.is_main:
         _checkpoint(out, p, cfg, step, steps, breeds, label_counts)
         if samples_dir and (step % cfg.sample_every != 0):
-            save_png(samples_dir / f"step_{step:07d}.png", grid.render(p.G_ema or unwrap(p.G), f"{cfg.model} step {step}"))
+            save_png(sample_path(samples_dir, step), grid.render(p.G_ema or unwrap(p.G), f"{cfg.model} step {step}"))
+        if samples_dir:
+            write_progress(samples_dir)
     rt.barrier()
     summary = {
         "steps": step,
