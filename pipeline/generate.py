@@ -7,6 +7,11 @@ models drawing breeds in proportion to the training set (or uniformly, or one ``
 writes the PNGs straight into the zip (no 10,000 loose files; Kaggle allowed at most 500 outputs),
 atomically. The same ``--seed`` on the same machine gives a byte-identical zip. A grid PNG of the
 first images is written beside it.
+
+    python -m pipeline.generate --checkpoint models/checkpoint.pt --walk submissions/walk.gif
+
+``--walk`` writes an animated GIF of latent walks (and, for conditional models, breed walks; see
+``pipeline.walks``), with or without ``--out``: a quick look for mode collapse and memorization.
 """
 
 from __future__ import annotations
@@ -24,8 +29,15 @@ from tqdm import tqdm
 from pipeline.checkpoint import CheckpointError, load_checkpoint, models_from
 from pipeline.config import ConfigError, GenerateConfig, add_config_arguments, config_from_args
 from pipeline.files import atomic_path
-from pipeline.images import image_grid, png_bytes, save_png
+from pipeline.images import image_grid, png_bytes, save_gif, save_png
 from pipeline.runtime import pick_device
+from pipeline.walks import plan_walks, render_walk
+
+WALK_KEYS = 4  # key points of each walk (3 stretches)
+WALK_FRAMES_PER_KEY = 8  # frames from one key point to the next: (4 - 1) * 8 + 1 = 25 frames (about 1 MB)
+WALK_COLUMNS = 8  # walks side by side in each of the two rows
+WALK_FRAME_MS = 80
+WALK_HOLD_MS = 1000  # the last frame, before the loop restarts
 
 ZIP_DATE = (2019, 8, 14, 0, 0, 0)  # a fixed timestamp for every member: same inputs, same bytes
 
@@ -116,6 +128,31 @@ def write_zip(path: Path, batches, n: int) -> np.ndarray:
     return np.stack(first)
 
 
+def walk_frames(G: torch.nn.Module, ck: dict, weights: np.ndarray | None, truncation: float, seed: int,
+                device: torch.device, keys: int = WALK_KEYS, frames_per_key: int = WALK_FRAMES_PER_KEY,
+                columns: int = WALK_COLUMNS) -> tuple[np.ndarray, list[str]]:
+    """The latent (and breed) walks of ``G``: (uint8 [T, 2 * columns, 64, 64, 3], one caption per walk).
+
+    Key latents are drawn with the truncation trick and the breeds from ``weights`` (as the submission draws
+    them), on the CPU from ``seed``, so the same seed gives the same walks on any device.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    z_keys = truncated_normal((keys, 2 * columns, G.z_dim), truncation, gen)
+    top = walk = None
+    if weights is not None:
+        top = sample_labels(columns, weights, gen)
+        walk = sample_labels(keys * columns, weights, gen).reshape(keys, columns)
+    plan = plan_walks(z_keys, top, walk, ck["n_classes"], ck["breeds"])
+    return render_walk(G, plan, frames_per_key, device), plan.captions
+
+
+def write_walk(path: Path, frames: np.ndarray, captions: list[str], title: str) -> None:
+    """One grid per frame (two rows of walks), as an animated GIF written atomically."""
+    columns = frames.shape[1] // 2
+    pictures = [image_grid(f, captions, columns=columns, zoom=1, title=title) for f in frames]
+    save_gif(path, pictures, WALK_FRAME_MS, WALK_HOLD_MS)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m pipeline.generate",
@@ -123,17 +160,22 @@ def main(argv: list[str] | None = None) -> int:
         "plus a grid PNG of the first images beside it.",
     )
     parser.add_argument("--checkpoint", required=True, metavar="FILE", help="checkpoint written by pipeline.train")
-    parser.add_argument("--out", required=True, metavar="ZIP", help="zip to write (e.g. submissions/images.zip)")
+    parser.add_argument("--out", metavar="ZIP", help="zip to write (e.g. submissions/images.zip)")
     parser.add_argument("--grid", metavar="PNG", help="grid to write (default: beside --out, <name>_grid.png)")
     parser.add_argument("--n", type=int, help="number of images (default: generate.n, 10000 for Kaggle)")
     parser.add_argument("--seed", type=int, help="seed of latents and labels (default: generate.seed)")
     parser.add_argument("--breed", help="only this breed (conditional models), e.g. golden_retriever")
+    parser.add_argument("--walk", metavar="GIF",
+                        help=f"also (or only, without --out) write an animated GIF of {2 * WALK_COLUMNS} latent walks "
+                        f"through {WALK_KEYS} latents each (slerp); for conditional models the bottom row walks "
+                        "through breeds instead (soft labels), e.g. submissions/walk.gif")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default: %(default)s)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     add_config_arguments(parser, "generate")
     args = parser.parse_args(argv)
-    out = Path(args.out)
-    grid_path = Path(args.grid) if args.grid else out.with_name(f"{out.stem}_grid.png")
+    if not args.out and not args.walk:
+        parser.error("nothing to write: give --out ZIP, --walk GIF, or both")
+    out = Path(args.out) if args.out else None
     try:
         cfg = config_from_args(args, "generate")
         n = args.n if args.n is not None else cfg.n
@@ -146,16 +188,23 @@ def main(argv: list[str] | None = None) -> int:
         device = pick_device(args.device)
         net = (G_ema if cfg.use_ema else G).to(device)
         t0 = time.monotonic()
-        batches = generate_images(net, n, net.z_dim, weights, cfg.truncation, seed, cfg.batch_size, device,
-                                  progress=not args.no_progress)
-        first = write_zip(out, batches, n)
+        if out is not None:
+            batches = generate_images(net, n, net.z_dim, weights, cfg.truncation, seed, cfg.batch_size, device,
+                                      progress=not args.no_progress)
+            first = write_zip(out, batches, n)
+            grid_path = Path(args.grid) if args.grid else out.with_name(f"{out.stem}_grid.png")
+            save_png(grid_path, image_grid(first, columns=8, zoom=1,
+                                           title=f"{ck['model']} step {ck['step']}, truncation {cfg.truncation}"))
+            print(f"generate: {n} images from {ck['model']} (step {ck['step']}, {'EMA' if cfg.use_ema else 'raw'} G, "
+                  f"truncation {cfg.truncation}) in {time.monotonic() - t0:.1f} s; wrote {out} and {grid_path}")
+        if args.walk:
+            frames, captions = walk_frames(net, ck, weights, cfg.truncation, seed, device)
+            kind = "latent walks (top) and breed walks (bottom)" if ck["n_classes"] else "latent walks"
+            write_walk(Path(args.walk), frames, captions, f"{ck['model']} step {ck['step']}: {kind}")
+            print(f"generate: wrote {args.walk} ({len(frames)} frames of {frames.shape[1]} {kind})")
     except (ConfigError, CheckpointError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    save_png(grid_path, image_grid(first, columns=8, zoom=1,
-                                   title=f"{ck['model']} step {ck['step']}, truncation {cfg.truncation}"))
-    print(f"generate: {n} images from {ck['model']} (step {ck['step']}, {'EMA' if cfg.use_ema else 'raw'} G, "
-          f"truncation {cfg.truncation}) in {time.monotonic() - t0:.1f} s; wrote {out} and {grid_path}")
     return 0
 
 
