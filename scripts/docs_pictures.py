@@ -1,0 +1,110 @@
+"""Small pictures for the README, cut from the outputs of the demo run (`dvc repro`).
+
+    .venv/bin/python scripts/docs_pictures.py          # writes docs/*.png
+
+The real outputs (models/samples/progress.gif, submissions/walk.gif, reports/memorization.png, ...) are
+megabytes: GIFs of noisy 64x64 pictures compress poorly. The README shows stills of a few tiles instead,
+as 128-colour PNGs of a few dozen KB each. Pictures whose source is missing are skipped with a note.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from PIL import Image, ImageDraw
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from pipeline.images import _font, even_subsample, png_bytes  # noqa: E402
+from pipeline.files import write_bytes  # noqa: E402
+from pipeline.train import sample_files  # noqa: E402
+
+DOCS = REPO / "docs"
+COLOURS = 128
+# where image_grid puts things (pipeline/images.py): 4 px padding, 20 px title, 14 px captions
+PAD, TITLE, CAPTION = 4, 20, 14
+
+
+def save_small(path: Path, picture: Image.Image) -> None:
+    write_bytes(path, png_bytes(picture.convert("RGB").quantize(COLOURS)))
+    print(f"wrote {path.relative_to(REPO)} ({path.stat().st_size / 1024:.0f} KB)")
+
+
+def labelled_rows(strips: list[Image.Image], labels: list[str], label_width: int = 70) -> Image.Image:
+    """Strips stacked top to bottom, each with a label on its left."""
+    width = label_width + max(s.width for s in strips)
+    out = Image.new("RGB", (width, sum(s.height + PAD for s in strips) + PAD), (255, 255, 255))
+    draw = ImageDraw.Draw(out)
+    y = PAD
+    for strip, label in zip(strips, labels):
+        out.paste(strip, (label_width, y))
+        draw.text((PAD, y + strip.height // 2 - 6), label, fill=(0, 0, 0), font=_font(11))
+        y += strip.height + PAD
+    return out
+
+
+def progress_strip(samples: Path, steps: int = 5, tiles: int = 8) -> Image.Image | None:
+    """The first breed row of the sample grid at ``steps`` points of training, tiles at 64 px."""
+    files = sample_files(samples)
+    if not files:
+        return None
+    chosen = [files[i] for i in even_subsample(len(files), steps)]
+    strips = []
+    for _, path in chosen:
+        with Image.open(path) as grid:  # zoom 2: 128 px tiles
+            row = grid.convert("RGB").crop((PAD, TITLE + PAD, PAD + tiles * (128 + PAD), TITLE + PAD + 128))
+        strips.append(row.reduce(2))
+    return labelled_rows(strips, [f"step {step}" for step, _ in chosen])
+
+
+def walk_strip(walk_gif: Path, walks: tuple[int, ...] = (0, 1, 8, 9), frames: int = 9) -> Image.Image | None:
+    """Walks of the walk GIF (top-row ones: latent walks; bottom-row ones: breed walks) as rows, time to the
+    right: ``frames`` frames evenly spread, first and last in."""
+    if not walk_gif.is_file():
+        return None
+    with Image.open(walk_gif) as gif:
+        pictures = []
+        for i in range(gif.n_frames):
+            gif.seek(i)
+            pictures.append(gif.convert("RGB"))
+    columns = (pictures[0].width - PAD) // (64 + PAD)
+    strips, labels = [], []
+    for w in walks:
+        r, c = divmod(w, columns)
+        x, y = PAD + c * (64 + PAD), TITLE + PAD + r * (64 + CAPTION + PAD)
+        tiles = [pictures[i].crop((x, y, x + 64, y + 64)) for i in even_subsample(len(pictures), frames)]
+        strip = Image.new("RGB", (frames * (64 + 2), 64), (255, 255, 255))
+        for j, tile in enumerate(tiles):
+            strip.paste(tile, (j * 66, 0))
+        strips.append(strip)
+        labels.append("latent walk" if r == 0 else "breed walk")
+    return labelled_rows(strips, labels, label_width=80)
+
+
+def shrunk(path: Path, width: int) -> Image.Image | None:
+    if not path.is_file():
+        return None
+    with Image.open(path) as im:
+        im = im.convert("RGB")
+        return im.resize((width, round(im.height * width / im.width)), Image.Resampling.LANCZOS)
+
+
+def main() -> int:
+    made = {
+        "progress.png": progress_strip(REPO / "models" / "samples"),
+        "walk.png": walk_strip(REPO / "submissions" / "walk.gif"),
+        "memorization.png": shrunk(REPO / "reports" / "memorization.png", 760),
+        "memorizer.png": shrunk(REPO / "reports" / "memorizer" / "memorization.png", 760),
+    }
+    for name, picture in made.items():
+        if picture is None:
+            print(f"skipped docs/{name}: its source is not there (run the demo first)")
+        else:
+            save_small(DOCS / name, picture)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
