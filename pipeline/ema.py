@@ -51,8 +51,12 @@ def ema_update(ema_model: nn.Module, model: nn.Module, decay: float) -> None:
     buffers = dict(model.named_buffers())
     if ema_buffers.keys() != buffers.keys():
         raise ValueError(f"EMA model and model differ in their buffers: {sorted(ema_buffers.keys() ^ buffers.keys())}")
-    for name, b in buffers.items():
-        ema_buffers[name].copy_(b)
+    targets, sources = [ema_buffers[k] for k in buffers], list(buffers.values())
+    if targets and hasattr(torch, "_foreach_copy_") and len({b.device for b in targets + sources}) == 1:
+        torch._foreach_copy_(targets, sources)  # one launch for all buffers on a GPU, not one per buffer
+    else:
+        for target, source in zip(targets, sources):
+            target.copy_(source)
 
 
 def ema_decay_at(step: int, decay: float) -> float:

@@ -104,7 +104,15 @@ class Runtime:
 def pick_device(requested: str = "auto", local_rank: int = 0) -> torch.device:
     """``auto``: the process's CUDA GPU when there is one, else the CPU; or ``cpu``/``cuda``/``cuda:N``."""
     if requested == "auto":
-        return torch.device("cuda", local_rank) if torch.cuda.is_available() else torch.device("cpu")
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
+        count = torch.cuda.device_count()
+        if local_rank >= count:  # torchrun --nproc_per_node larger than the GPUs here
+            raise RuntimeError(
+                f"process of local rank {local_rank} has no GPU of its own: {count} visible. Start at most {count} "
+                f"processes per node (torchrun --nproc_per_node {count}), or train on the CPU with --device cpu."
+            )
+        return torch.device("cuda", local_rank)
     device = torch.device(requested)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"--device {requested}: no CUDA GPU is visible to this process (torch {torch.__version__}).")

@@ -79,6 +79,15 @@ class Parts:
     scaler_d: torch.amp.GradScaler
     n_classes: int
     aux: bool
+    # The same G and D for the calls that must not synchronise gradients across processes (G under
+    # no_grad in the D step, D as a critic in the G step): compiled when train.compile is on, never
+    # wrapped in DDP. Without torch.compile and DDP they are G and D themselves.
+    G_local: nn.Module | None = None
+    D_local: nn.Module | None = None
+
+    def __post_init__(self):
+        self.G_local = self.G if self.G_local is None else self.G_local
+        self.D_local = self.D if self.D_local is None else self.D_local
 
 
 def total_steps(cfg: TrainConfig, n_images: int, world_size: int = 1) -> int:
@@ -99,10 +108,14 @@ def build_parts(cfg: TrainConfig, n_breeds: int, rt: Runtime, steps_per_epoch: f
         period = max(1, round(cfg.cosine_restart_epochs * steps_per_epoch))
         sched_g = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(opt_g, T_0=period)
         sched_d = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(opt_d, T_0=period)
-    G, D = rt.wrap(G), rt.wrap(D)
-    if cfg.compile:
-        G, D = torch.compile(G), torch.compile(D)
-    return Parts(G, D, G_ema, opt_g, opt_d, sched_g, sched_d, rt.grad_scaler(), rt.grad_scaler(), n_classes, aux)
+    G_local, D_local = (torch.compile(G), torch.compile(D)) if cfg.compile else (G, D)
+    if rt.distributed:  # the gradient-synchronised copies: compile(DDP(model)), as torch.compile expects
+        G, D = rt.wrap(G), rt.wrap(D)
+        G, D = (torch.compile(G), torch.compile(D)) if cfg.compile else (G, D)
+    else:
+        G, D = G_local, D_local
+    return Parts(G, D, G_ema, opt_g, opt_d, sched_g, sched_d, rt.grad_scaler(), rt.grad_scaler(), n_classes, aux,
+                 G_local, D_local)
 
 
 def set_progress(p: Parts, fraction: float) -> None:
@@ -121,12 +134,17 @@ def real_batch(data: DeviceData, cfg: TrainConfig, rt: Runtime) -> tuple[torch.T
     return rt.images(x), y
 
 
-def train_step(p: Parts, data: DeviceData, cfg: TrainConfig, rt: Runtime, step: int = 0) -> dict[str, float]:
-    """``d_steps`` discriminator updates, then one generator update. Returns the losses of the last ones."""
+def train_step(p: Parts, data: DeviceData, cfg: TrainConfig, rt: Runtime, step: int = 0) -> dict[str, torch.Tensor]:
+    """``d_steps`` discriminator updates, then one generator update.
+
+    Returns the losses of the last ones and the mean D logits as 0-d tensors on the device: reading
+    them (``float``) waits for the GPU, so the loop does it only when it logs (see :func:`as_floats`).
+    """
     loss = get_loss(cfg.loss)
     z_dim = unwrap(p.G).z_dim
     cond = p.n_classes > 0
-    G_plain, D_plain = unwrap(p.G), unwrap(p.D)
+    G_plain, D_plain = p.G_local, p.D_local
+    D_params = unwrap(p.D)
 
     def aug(x):
         return diff_augment(x, cfg.augment) if cfg.augment else x
@@ -151,7 +169,7 @@ def train_step(p: Parts, data: DeviceData, cfg: TrainConfig, rt: Runtime, step: 
         p.scaler_d.update()
 
     # G step: D is only a critic here, so its weights need no gradients (and no DDP sync)
-    D_plain.requires_grad_(False)
+    D_params.requires_grad_(False)
     try:
         y_fake = data.random_labels(cfg.batch_size)
         z = torch.randn(cfg.batch_size, z_dim, device=rt.device)
@@ -168,14 +186,23 @@ def train_step(p: Parts, data: DeviceData, cfg: TrainConfig, rt: Runtime, step: 
         p.scaler_g.step(p.opt_g)
         p.scaler_g.update()
     finally:
-        D_plain.requires_grad_(True)
+        D_params.requires_grad_(True)
     if p.G_ema is not None:
         ema_update(p.G_ema, p.G, ema_decay_at(step, cfg.ema_decay))
     for s in (p.sched_g, p.sched_d):
         if s is not None:
             s.step()
-    return {"loss_d": float(loss_d.detach()), "loss_g": float(loss_g.detach()),
-            "d_real": float(real_logits.detach().float().mean()), "d_fake": float(fake_logits.detach().float().mean())}
+    return {"loss_d": loss_d.detach(), "loss_g": loss_g.detach(),
+            "d_real": real_logits.detach().float().mean(), "d_fake": fake_logits.detach().float().mean()}
+
+
+def as_floats(values: dict[str, torch.Tensor | float]) -> dict[str, float]:
+    """``train_step``'s tensors as Python floats (one wait for the device)."""
+    if not values:
+        return {}
+    keys = list(values)
+    stacked = torch.stack([torch.as_tensor(values[k], dtype=torch.float32).reshape(()) for k in keys]).cpu()
+    return dict(zip(keys, stacked.tolist()))
 
 
 class SampleGrid:
@@ -343,7 +370,7 @@ def train(
             bar.update(1)
             if step % cfg.log_every == 0 or step == steps:
                 rate = images_seen / max(1e-9, time.monotonic() - t_loop)
-                logged = {k: rt.all_mean(v) for k, v in last.items()}
+                logged = {k: rt.all_mean(v) for k, v in as_floats(last).items()}
                 bar.set_postfix(loss_d=f"{logged['loss_d']:.3f}", loss_g=f"{logged['loss_g']:.3f}", img_s=f"{rate:.0f}")
                 if live is not None:
                     live.step = step
@@ -378,7 +405,7 @@ def train(
         "device": str(rt.device),
         "precision": rt.precision,
         "world_size": rt.world_size,
-        **{k: round(v, 4) for k, v in last.items()},
+        **{k: round(v, 4) for k, v in as_floats(last).items()},
     }
     if live is not None:
         for k in ("steps", "images_per_s"):

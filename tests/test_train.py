@@ -79,7 +79,7 @@ def test_discriminator_learns_to_tell_real_from_a_frozen_generator(tmp_path):
     torch.manual_seed(0)
     parts = tr.build_parts(cfg, 2, rt, steps_per_epoch=6)
     data = tr.DeviceData(ds, rt.device, 0)
-    losses = [tr.train_step(parts, data, cfg, rt)["loss_d"] for _ in range(40)]
+    losses = [float(tr.train_step(parts, data, cfg, rt)["loss_d"]) for _ in range(40)]
     assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:5])
 
 
@@ -184,10 +184,32 @@ def test_two_process_ddp_on_cpu(tmp_path, model):
     save_dataset(tmp_path / "d.npz", tiny_dataset())
     _write_params(tmp_path, epochs=1.0, model=model)  # 48 images / (8 x 2 processes) = 3 steps
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
-           "-m", "pipeline.train", *_cli(tmp_path)[3:]]
+           "-m", "pipeline.train", *_cli(tmp_path)[3:], "--device", "cpu"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
     assert out.returncode == 0, out.stdout + out.stderr
     ck = load_checkpoint(tmp_path / "ck.pt")
     assert ck["step"] == ck["total_steps"] == 3
     assert out.stdout.count("train: 3/3 steps") == 1  # only rank 0 reports
+
+
+def test_torchrun_with_more_processes_than_gpus_is_a_clear_error(monkeypatch):
+    from pipeline.runtime import pick_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert pick_device("auto", 0) == torch.device("cuda", 0)
+    with pytest.raises(RuntimeError, match="nproc_per_node 1.*--device cpu"):
+        pick_device("auto", 1)
+
+
+def test_train_step_returns_device_tensors_read_once_by_as_floats():
+    cfg = cfg_for("dcgan")
+    rt = setup_runtime("fp32", False, "cpu")
+    parts = tr.build_parts(cfg, 2, rt, steps_per_epoch=6)
+    out = tr.train_step(parts, tr.DeviceData(tiny_dataset(), rt.device, 0), cfg, rt)
+    assert set(out) == {"loss_d", "loss_g", "d_real", "d_fake"}
+    assert all(isinstance(v, torch.Tensor) and v.ndim == 0 and not v.requires_grad for v in out.values())
+    floats = tr.as_floats(out)
+    assert floats == {k: float(v) for k, v in out.items()} and all(isinstance(v, float) for v in floats.values())
+    assert tr.as_floats({}) == {}

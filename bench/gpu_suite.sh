@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Everything this project measures on a GPU machine, in one go (the GPU machines here are lent for
+# minutes at a time). Usage, from the repo root: bash bench/gpu_suite.sh OUT_DIR [part ...]
+#   parts: tests train compile submission (default: tests train submission)
+# Needs torch with CUDA, and pytorch-fid importable (on a machine without it: install its wheel first).
+set -uo pipefail
+out=${1:?usage: bash bench/gpu_suite.sh OUT_DIR [tests|train|compile|submission ...]}; shift
+parts=${*:-tests train submission}
+mkdir -p "$out"
+export PYTHONUNBUFFERED=1
+py=${PYTHON:-python3}
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader | tee "$out/gpu.txt"
+$py -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision', torchvision.__version__)" | tee -a "$out/gpu.txt"
+for part in $parts; do
+  echo "=== $part $(date -u +%T)"
+  case $part in
+    tests)  # the suite on this torch and CUDA (DVC and the Kaggle client are not needed for these files)
+      timeout 300 $py -m pytest -q -p no:cacheprovider --ignore tests/test_dvc.py --ignore tests/test_download.py \
+        2>&1 | tail -40 | tee "$out/tests.log" ;;
+    train)
+      $py bench/train_bench.py --defaults --models dcgan progan biggan --batch 64 128 --precision fp32 bf16 \
+        --steps 30 --warmup 5 --json "$out/train_bench.json" 2>&1 | tee "$out/train_bench.log" ;;
+    compile)
+      $py bench/train_bench.py --defaults --models biggan dcgan --batch 128 --precision fp32 bf16 --compile on \
+        --steps 30 --warmup 5 --json "$out/train_compile.json" 2>&1 | tee "$out/train_compile.log" ;;
+    submission)
+      $py bench/submission_bench.py --device cuda --networks standin inception --feature-images 5000 --full-score \
+        --work /tmp/submission_bench 2>&1 | grep -v WARNING | tee "$out/submission_bench.log" ;;
+  esac
+done
+echo "=== done $(date -u +%T)"
