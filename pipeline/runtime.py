@@ -116,6 +116,8 @@ def pick_device(requested: str = "auto", local_rank: int = 0) -> torch.device:
     device = torch.device(requested)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"--device {requested}: no CUDA GPU is visible to this process (torch {torch.__version__}).")
+    if device.type == "cuda" and device.index is None:  # plain "cuda": this process's GPU (set_device needs an index)
+        device = torch.device("cuda", local_rank)
     return device
 
 

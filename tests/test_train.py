@@ -199,6 +199,7 @@ def test_torchrun_with_more_processes_than_gpus_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     assert pick_device("auto", 0) == torch.device("cuda", 0)
+    assert pick_device("cuda", 0) == torch.device("cuda", 0)  # an index, which torch.cuda.set_device needs
     with pytest.raises(RuntimeError, match="nproc_per_node 1.*--device cpu"):
         pick_device("auto", 1)
 
