@@ -99,6 +99,7 @@ class GanLoss:
     name: str
     d: Callable[[Tensor, Tensor, float], Tensor]
     g: Callable[[Tensor, Tensor], Tensor]
+    g_uses_real: bool = False  # g reads the real logits (relativistic); else training skips that D pass
 
 
 LOSSES: dict[str, GanLoss] = {
@@ -106,7 +107,7 @@ LOSSES: dict[str, GanLoss] = {
     for loss in (
         GanLoss("bce", bce_d, bce_g),
         GanLoss("hinge", hinge_d, hinge_g),
-        GanLoss("rals", rals_d, rals_g),
+        GanLoss("rals", rals_d, rals_g, g_uses_real=True),
     )
 }
 

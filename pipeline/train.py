@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from PIL import Image
 from torch import nn
+from torch.nn.utils import parametrize
 from tqdm import tqdm
 
 from pipeline.augment import diff_augment, random_hflip
@@ -175,9 +176,16 @@ def train_step(p: Parts, data: DeviceData, cfg: TrainConfig, rt: Runtime, step: 
         z = torch.randn(cfg.batch_size, z_dim, device=rt.device)
         with rt.autocast():
             fake = p.G(z, y_fake if cond else None)
-            fake_logits, fake_cls = D_plain(aug(rt.images(fake)), y_fake if cond else None)
-            with torch.no_grad():  # relativistic losses compare with real logits; constants for G
-                real_logits, _ = D_plain(aug(real), y if cond else None)
+            if loss.g_uses_real:
+                # relativistic losses compare with the real logits of the updated D (constants for G);
+                # cached: D's spectral norms are computed once for both passes, not twice
+                with parametrize.cached():
+                    fake_logits, fake_cls = D_plain(aug(rt.images(fake)), y_fake if cond else None)
+                    with torch.no_grad():
+                        real_logits, _ = D_plain(aug(real), y if cond else None)
+            else:  # the other losses ignore them: no third D pass (the D step's real logits are reported)
+                fake_logits, fake_cls = D_plain(aug(rt.images(fake)), y_fake if cond else None)
+                real_logits = real_logits.detach()
             loss_g = loss.g(real_logits, fake_logits)
             if p.aux:
                 loss_g = loss_g + cfg.aux_class_weight * class_loss(fake_cls, y_fake)

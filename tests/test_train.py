@@ -214,3 +214,17 @@ def test_train_step_returns_device_tensors_read_once_by_as_floats():
     floats = tr.as_floats(out)
     assert floats == {k: float(v) for k, v in out.items()} and all(isinstance(v, float) for v in floats.values())
     assert tr.as_floats({}) == {}
+
+
+@pytest.mark.parametrize("model, loss_name, d_passes",
+                         [("dcgan", "bce", 2), ("dcgan", "hinge", 2), ("dcgan", "rals", 3), ("biggan", "rals", 3)])
+def test_g_step_runs_d_on_real_images_only_for_relativistic_losses(model, loss_name, d_passes):
+    """biggan + rals: D's spectral norms are computed once (parametrize.cached) for its two G-step passes."""
+    cfg = cfg_for(model, loss=loss_name)
+    rt = setup_runtime("fp32", False, "cpu")
+    parts = tr.build_parts(cfg, 2, rt, steps_per_epoch=6)
+    calls = []
+    parts.D.register_forward_hook(lambda module, args, out: calls.append(args[0].shape[0]))
+    out = tr.train_step(parts, tr.DeviceData(tiny_dataset(), rt.device, 0), cfg, rt)
+    assert len(calls) == d_passes  # D step (real + fake in one pass), G step on fakes (+ reals for rals)
+    assert all(torch.isfinite(v) for v in out.values())
