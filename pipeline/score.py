@@ -36,7 +36,7 @@ from pipeline.config import ConfigError, ScoreConfig, add_config_arguments, conf
 from pipeline.files import atomic_path, load_dataset, write_json
 from pipeline.metrics import leaderboard
 from pipeline.metrics.features import FeatureNetwork, FeatureNetworkError, extract_features, load_network
-from pipeline.metrics.mifid import mifid_from_reference, prepare_reference
+from pipeline.metrics.mifid import mifid_from_reference, nonzero_rows, prepare_reference
 from pipeline.runtime import pick_device
 from pipeline.validate import validate_zip
 
@@ -72,7 +72,9 @@ class ReferenceStats:
     """What MiFID needs from the reference set (see mifid.prepare_reference).
 
     mu float64 [D], sigma float64 [D, D], normalized float32 [M', D] (non-zero rows, unit norm);
-    key: what they were computed from (data hash, network, weights); n_images: M.
+    key: what they were computed from (data hash, network, weights); n_images: M;
+    rows int64 [M']: the reference image of each normalised row (all-zero rows are dropped), so a nearest
+    neighbour can be shown as the training crop it is.
     """
 
     mu: np.ndarray
@@ -80,6 +82,7 @@ class ReferenceStats:
     normalized: np.ndarray
     key: str
     n_images: int
+    rows: np.ndarray
 
 
 def reference_key(images: np.ndarray, network: FeatureNetwork) -> str:
@@ -107,7 +110,7 @@ def load_cached_reference(path: Path, key: str) -> ReferenceStats | None:
         with np.load(path, allow_pickle=False) as z:
             if str(z["key"]) != key:
                 return None
-            return ReferenceStats(z["mu"], z["sigma"], z["normalized"], key, int(z["n_images"]))
+            return ReferenceStats(z["mu"], z["sigma"], z["normalized"], key, int(z["n_images"]), z["rows"])
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
         return None  # unreadable: recompute and replace it
 
@@ -115,7 +118,7 @@ def load_cached_reference(path: Path, key: str) -> ReferenceStats | None:
 def save_reference(path: Path, stats: ReferenceStats) -> None:
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:  # a file object: numpy adds no ".npz" to the name
         np.savez(fh, key=np.array(stats.key), n_images=np.array(stats.n_images),
-                 mu=stats.mu, sigma=stats.sigma, normalized=stats.normalized)
+                 mu=stats.mu, sigma=stats.sigma, normalized=stats.normalized, rows=stats.rows)
 
 
 def reference_statistics(
@@ -138,7 +141,7 @@ def reference_statistics(
         return cached, True
     features = extract_features(network, images, batch_size, device, progress)
     mu, sigma, normalized = prepare_reference(features)
-    stats = ReferenceStats(mu, sigma, normalized, key, len(images))
+    stats = ReferenceStats(mu, sigma, normalized, key, len(images), np.flatnonzero(nonzero_rows(features)))
     save_reference(path, stats)
     return stats, False
 

@@ -184,6 +184,30 @@ def test_chunked_equals_whole_matrix(chunk, ref_chunk):
     np.testing.assert_allclose(got32, whole, rtol=0, atol=1e-6)
 
 
+@pytest.mark.parametrize("chunk, ref_chunk", [(1, 1), (3, 5), (50, 8), (1000, 37)])
+def test_neighbour_indices_equal_the_whole_matrix_argmin(chunk, ref_chunk):
+    rng = np.random.default_rng(6)
+    gen = m.normalize_rows(rng.normal(size=(50, 16)), np.float64)
+    ref = m.normalize_rows(rng.normal(size=(37, 16)), np.float64)
+    whole = 1 - np.abs(gen @ ref.T)
+    d, idx = m.nearest_cosine_neighbours(gen, ref, chunk=chunk, ref_chunk=ref_chunk)
+    np.testing.assert_array_equal(idx, whole.argmin(axis=1))
+    np.testing.assert_allclose(d, whole.min(axis=1), rtol=0, atol=1e-12)
+
+
+def test_neighbours_by_hand_with_a_zero_row():
+    # reference rows (after dropping its zero row): e1, e2, (e1+e2)/sqrt2
+    ref = np.array([[1.0, 0.0], [0.0, 0.0], [0.0, 2.0], [1.0, 1.0]])
+    gen = np.array([[0.0, -5.0], [3.0, 2.9], [0.0, 0.0], [2.0, 0.1]])
+    d, idx = m.memorization_neighbours_to(gen, m.normalized_reference(ref), chunk=2)
+    assert idx.tolist() == [1, 2, -1, 0]  # rows of the normalised reference; -1 for the zero row
+    assert d[0] == 0.0 and np.isnan(d[2])  # -e2 is a copy of e2 (|cos|)
+    assert d[1] == pytest.approx(1 - (3.0 + 2.9) / math.sqrt(2 * (9 + 2.9**2)), abs=1e-6)
+    rows = np.flatnonzero(m.nonzero_rows(ref))
+    assert rows[idx[[0, 1, 3]]].tolist() == [2, 3, 0]  # back to reference images
+    np.testing.assert_array_equal(d, m.memorization_distances_to(gen, m.normalized_reference(ref)))
+
+
 def test_distances_stay_in_zero_one():
     # exact copies in float32 can round |cos| above 1; the distance must not go below 0
     rng = np.random.default_rng(5)

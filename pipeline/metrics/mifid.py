@@ -130,15 +130,16 @@ def normalize_rows(features: np.ndarray, dtype=np.float32) -> np.ndarray:
     return (features / norms).astype(dtype, copy=False)
 
 
-def nearest_cosine_distances(
+def nearest_cosine_neighbours(
     gen_normalized: np.ndarray, ref_normalized: np.ndarray, chunk: int = 1024, ref_chunk: int = 8192
-) -> np.ndarray:
-    """For each generated row, ``min over reference rows of 1 - |cos|``; both inputs unit rows.
+) -> tuple[np.ndarray, np.ndarray]:
+    """For each generated row, ``min over reference rows of 1 - |cos|`` and the reference row reaching it.
 
     gen_normalized: [N, D], ref_normalized: [M, D], unit L2 rows, same float dtype (float32 is what
     Kaggle used and is ~2x faster; pass float64 for more precise distances).
-    Returns float64 [N] in [0, 1]. Works on blocks of ``chunk`` x ``ref_chunk`` rows, so the N x M
-    matrix never exists (10,000 x 22,000 float32 would be 880 MB).
+    Returns (distances float64 [N] in [0, 1], nearest int64 [N], row indices into ``ref_normalized``;
+    the first such row on ties). Works on blocks of ``chunk`` x ``ref_chunk`` rows, so the N x M matrix
+    never exists (10,000 x 22,000 float32 would be 880 MB).
 
     Rounding can push |cos| of an exact copy a hair above 1; it is clipped to 1 so that a copy's
     distance is 0, never negative (a negative d would make MiFID negative, i.e. look *best*).
@@ -153,15 +154,33 @@ def nearest_cosine_distances(
         raise ValueError("no reference rows to compare with (all reference feature rows were zero?)")
     n = len(gen_normalized)
     best = np.ones(n, dtype=np.float64)  # 1 - |cos| <= 1 always
+    nearest = np.zeros(n, dtype=np.int64)
     for g0 in range(0, n, chunk):
         gen_block = gen_normalized[g0:g0 + chunk]
-        best_abs_cos = np.zeros(len(gen_block), dtype=gen_block.dtype)
+        rows = np.arange(len(gen_block))
+        best_abs_cos = np.full(len(gen_block), -1.0, dtype=gen_block.dtype)
+        best_index = np.zeros(len(gen_block), dtype=np.int64)
         for r0 in range(0, len(ref_normalized), ref_chunk):
-            block = gen_block @ ref_normalized[r0:r0 + ref_chunk].T  # [chunk, ref_chunk] cosines
-            np.maximum(best_abs_cos, np.abs(block).max(axis=1), out=best_abs_cos)
+            block = np.abs(gen_block @ ref_normalized[r0:r0 + ref_chunk].T)  # [chunk, ref_chunk] |cosines|
+            arg = block.argmax(axis=1)
+            top = block[rows, arg]
+            better = top > best_abs_cos  # strictly: an earlier block keeps a tie
+            best_abs_cos[better] = top[better]
+            best_index[better] = arg[better] + r0
         # max |cos| over the reference set, then 1 - it: the same minimum as min over (1 - |cos|)
         best[g0:g0 + len(gen_block)] = 1.0 - np.minimum(best_abs_cos.astype(np.float64), 1.0)
-    return best
+        nearest[g0:g0 + len(gen_block)] = best_index
+    return best, nearest
+
+
+def nearest_cosine_distances(
+    gen_normalized: np.ndarray, ref_normalized: np.ndarray, chunk: int = 1024, ref_chunk: int = 8192
+) -> np.ndarray:
+    """For each generated row, ``min over reference rows of 1 - |cos|``: float64 [N] in [0, 1].
+
+    The distances of :func:`nearest_cosine_neighbours` (same inputs, same blocks).
+    """
+    return nearest_cosine_neighbours(gen_normalized, ref_normalized, chunk, ref_chunk)[0]
 
 
 def normalized_reference(ref_features: np.ndarray, dtype=np.float32) -> np.ndarray:
@@ -180,14 +199,28 @@ def memorization_distances_to(gen_features: np.ndarray, ref_normalized: np.ndarr
     Returns float64 [N], aligned with the generated images; NaN where a generated row is all zeros
     (Kaggle dropped those rows, so they count in neither the sum nor the number of the mean).
     """
+    return memorization_neighbours_to(gen_features, ref_normalized, chunk)[0]
+
+
+def memorization_neighbours_to(
+    gen_features: np.ndarray, ref_normalized: np.ndarray, chunk: int = 1024
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per generated image, its distance to the nearest reference row and that row's index.
+
+    gen_features: [N, D] raw features; ref_normalized: [M', D] from :func:`normalized_reference`.
+    Returns (float64 [N], NaN where a generated row is all zeros; int64 [N] row of ``ref_normalized``,
+    -1 where the generated row is all zeros). :func:`normalized_reference` drops all-zero reference rows:
+    map these indices back to images with ``np.flatnonzero(nonzero_rows(ref_features))``.
+    """
     gen_features = _check_features(gen_features, "generated features")
     keep = nonzero_rows(gen_features)
     if not keep.any():
         raise ValueError("every generated feature row is zero; the features are broken (check the network)")
-    out = np.full(len(gen_features), np.nan)
+    distances = np.full(len(gen_features), np.nan)
+    nearest = np.full(len(gen_features), -1, dtype=np.int64)
     gen_normalized = normalize_rows(gen_features[keep], ref_normalized.dtype)
-    out[keep] = nearest_cosine_distances(gen_normalized, ref_normalized, chunk)
-    return out
+    distances[keep], nearest[keep] = nearest_cosine_neighbours(gen_normalized, ref_normalized, chunk)
+    return distances, nearest
 
 
 def memorization_distances(gen_features: np.ndarray, ref_features: np.ndarray, chunk: int = 1024) -> np.ndarray:
