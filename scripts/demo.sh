@@ -7,4 +7,5 @@ dvc repro "$@"
 echo
 echo "done: submissions/images.zip holds 10,000 generated images (look at submissions/images_grid.png);"
 echo "      its score is in metrics/score.json and submissions/leaderboard.md."
-echo "      Also worth a look: data/prepared/grid.png (the training crops), models/samples/ (training progress)."
+echo "      Also worth a look: data/prepared/grid.png (the training crops), models/samples/progress.gif (training
+      progress), submissions/walk.gif (latent walks), reports/memorization.html (is it a memorizer?)."

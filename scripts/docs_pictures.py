@@ -4,7 +4,8 @@
 
 The real outputs (models/samples/progress.gif, submissions/walk.gif, reports/memorization.png, ...) are
 megabytes: GIFs of noisy 64x64 pictures compress poorly. The README shows stills of a few tiles instead,
-as 128-colour PNGs of a few dozen KB each. Pictures whose source is missing are skipped with a note.
+as 128-colour PNGs of a few dozen KB each. docs/memorizer.png is the report of a fake submission made of
+1,000 training crops (reports/memorizer/). Pictures whose source is missing are skipped with a note.
 """
 
 from __future__ import annotations
@@ -84,19 +85,44 @@ def walk_strip(walk_gif: Path, walks: tuple[int, ...] = (0, 1, 8, 9), frames: in
 
 
 def shrunk(path: Path, width: int) -> Image.Image | None:
-    if not path.is_file():
+    if not path or not path.is_file():
         return None
     with Image.open(path) as im:
         im = im.convert("RGB")
         return im.resize((width, round(im.height * width / im.width)), Image.Resampling.LANCZOS)
 
 
+def memorizer_report(n: int = 1000) -> Path | None:
+    """The memorization report of a 'submission' made of training crops (random picks, some repeated): what a
+    memorizer looks like. Returns its PNG."""
+    import zipfile
+
+    import numpy as np
+
+    from pipeline.config import build_config
+    from pipeline.files import atomic_path, load_dataset
+    from pipeline.report import PNG_NAME, build_report
+
+    reference = REPO / "data" / "prepared" / "dogs64.npz"
+    if not reference.is_file():
+        return None
+    crops = load_dataset(reference).images
+    picks = np.random.default_rng(0).integers(0, len(crops), n)
+    out = REPO / "reports" / "memorizer"
+    with atomic_path(out / "copies.zip") as tmp, zipfile.ZipFile(tmp, "w") as z:
+        for i, k in enumerate(picks):
+            z.writestr(f"{i:05d}.png", png_bytes(crops[k]))
+    cfg = build_config("score", {"network": "standin", "expected_images": n})
+    build_report(out / "copies.zip", reference, cfg, REPO / "data" / "reference", out, progress=False)
+    return out / PNG_NAME
+
+
 def main() -> int:
+    memorizer = memorizer_report()
     made = {
         "progress.png": progress_strip(REPO / "models" / "samples"),
         "walk.png": walk_strip(REPO / "submissions" / "walk.gif"),
-        "memorization.png": shrunk(REPO / "reports" / "memorization.png", 760),
-        "memorizer.png": shrunk(REPO / "reports" / "memorizer" / "memorization.png", 760),
+        "memorizer.png": shrunk(memorizer, 640) if memorizer else None,
     }
     for name, picture in made.items():
         if picture is None:
