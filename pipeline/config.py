@@ -100,8 +100,16 @@ class TrainConfig:
     sample_every: int = field(default=500, metadata=_range(1, None))  # steps between sample grids
     log_every: int = field(default=20, metadata=_range(1, None))  # steps between logged losses
     sample_breeds: int = field(default=12, metadata=_range(1, 120))  # conditional grids: one row per breed
+    # MiFID of the EMA generator against the training set during training (network etc.: the score section).
+    # Off unless asked for (it needs the feature network and the reference statistics); on a GPU every
+    # EVAL_EVERY_GPU steps should cost under 5% of the run (bench/eval_bench.py measures it)
+    eval_every: int = field(default=0, metadata=_range(0, None))  # steps between evaluations; 0 = off
+    eval_images: int = field(default=2000, metadata=_range(2, 100_000))  # generated images per evaluation
     seed: int = 0
     model_options: Any = field(default=None, metadata={"internal": True})  # from train.<model>
+
+
+EVAL_EVERY_GPU = 5000  # the recommended train.eval_every for a GPU run (1st-place schedule: 89,375 steps, 18 evaluations)
 
 
 def _build_train(values: dict[str, Any] | None) -> TrainConfig:

@@ -7,7 +7,10 @@ Trains the model that ``params.yaml`` names (``train.model``), on the CPU, one G
 The data set is small (22k x 64 x 64 x 3 bytes), so it lives in memory on the training device and
 batches are drawn there, with no DataLoader. Losses go to dvclive (``dvc plots show``), a fixed-seed
 sample grid is written every ``sample_every`` steps, and the checkpoint every ``checkpoint_every``
-steps and at the end; ``--resume`` continues a killed run from its last checkpoint.
+steps and at the end; ``--resume`` continues a killed run from its last checkpoint. With
+``train.eval_every > 0`` the EMA generator's samples are scored with MiFID against the training set every
+that many steps (the network and eps of the ``score`` section, reference statistics cached as the score
+stage caches them), the numbers go to dvclive, and the best checkpoint by MiFID is kept in ``--best``.
 """
 
 from __future__ import annotations
@@ -28,11 +31,12 @@ from tqdm import tqdm
 
 from pipeline.augment import diff_augment, random_hflip
 from pipeline.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from pipeline.config import ConfigError, TrainConfig, add_config_arguments, config_from_args
+from pipeline.config import ConfigError, ScoreConfig, TrainConfig, add_config_arguments, config_from_args, load_config
 from pipeline.ema import ema_decay_at, ema_update, make_ema
 from pipeline.files import Dataset, load_dataset
 from pipeline.images import even_subsample, image_grid, save_gif, save_png
 from pipeline.losses import class_loss, get_loss
+from pipeline.metrics.features import FeatureNetworkError
 from pipeline.models import build_model
 from pipeline.runtime import Runtime, setup_runtime, unwrap
 
@@ -291,20 +295,126 @@ def write_progress(samples_dir: Path, max_frames: int = GIF_MAX_FRAMES) -> tuple
     return len(files), len(frames)
 
 
+# ------------------------------------------------------------------------------------ MiFID during training
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """How to score during training: the ``score`` section (network, weights, eps, batch size), where the
+    reference statistics are cached (shared with the score stage) and where the best checkpoint goes."""
+
+    score: ScoreConfig
+    cache_dir: Path
+    best_out: Path
+
+
+class Evaluator:
+    """MiFID of the generator's samples against the training set; remembers the best evaluation.
+
+    Latents (untruncated N(0, 1): this measures the generator, not the generate stage's sampling settings)
+    and labels (in proportion to the training set) are drawn once from ``seed``, so successive evaluations
+    differ only by the generator. Scoring is the score stage's own ``score_images`` on cached statistics.
+    """
+
+    def __init__(self, network, stats, score_cfg: ScoreConfig, n_images: int, z_dim: int,
+                 label_counts: list[int] | None, seed: int):
+        g = torch.Generator().manual_seed(seed)
+        self.network, self.stats, self.score_cfg = network, stats, score_cfg
+        self.z = torch.randn(n_images, z_dim, generator=g)
+        self.y = None
+        if label_counts is not None:
+            weights = torch.as_tensor(label_counts, dtype=torch.float64)
+            self.y = torch.multinomial(weights / weights.sum(), n_images, replacement=True, generator=g)
+        self.best_mifid, self.best_step = math.inf, -1
+
+    @torch.no_grad()
+    def images(self, G: nn.Module, device: torch.device, batch_size: int = 250) -> np.ndarray:
+        """uint8 [eval_images, 64, 64, 3] from ``G`` (put in eval mode for the call)."""
+        was_training = G.training
+        G.eval()
+        out = []
+        for start in range(0, len(self.z), batch_size):
+            y = self.y[start:start + batch_size].to(device) if self.y is not None else None
+            x = G(self.z[start:start + batch_size].to(device), y).float().clamp(-1, 1)
+            out.append(((x + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy())
+        G.train(was_training)
+        return np.concatenate(out)
+
+    def run(self, G: nn.Module, step: int, device: torch.device) -> dict:
+        """Score ``G`` at ``step``: {"fid", "distance", "mifid", ..., "seconds", "best"} (best: lowest MiFID yet)."""
+        from pipeline.score import score_images
+
+        t0 = time.perf_counter()
+        metrics = score_images(self.images(G, device), self.stats, self.network, self.score_cfg, device, progress=False)
+        metrics["seconds"] = time.perf_counter() - t0
+        metrics["best"] = metrics["mifid"] < self.best_mifid
+        if metrics["best"]:
+            self.best_mifid, self.best_step = metrics["mifid"], step
+        return metrics
+
+    def state(self) -> dict:
+        return {"best_mifid": self.best_mifid, "best_step": self.best_step}
+
+    def restore(self, state: dict | None) -> None:
+        if state:
+            self.best_mifid, self.best_step = float(state["best_mifid"]), int(state["best_step"])
+
+
+def make_evaluator(ds: Dataset, cfg: TrainConfig, settings: EvalSettings, z_dim: int, n_classes: int,
+                   device: torch.device, progress: bool) -> Evaluator:
+    """Load the feature network and the training set's reference statistics (from the cache when they match)."""
+    from pipeline.metrics.features import load_network
+    from pipeline.score import reference_statistics
+
+    network = load_network(settings.score.network, settings.score.inception_weights)
+    stats, reused = reference_statistics(ds.images, network, settings.cache_dir, settings.score.batch_size, device,
+                                         progress)
+    print(f"in-training MiFID every {cfg.eval_every} steps on {cfg.eval_images} images, {network.name} network; "
+          f"reference statistics {'reused from' if reused else 'computed into'} {settings.cache_dir}")
+    counts = np.bincount(ds.labels, minlength=len(ds.breeds)).tolist() if n_classes else None
+    return Evaluator(network, stats, settings.score, cfg.eval_images, z_dim, counts, seed=cfg.seed + 7919)
+
+
 def _checkpoint(path: Path, p: Parts, cfg: TrainConfig, step: int, steps: int, breeds: list[str],
-                label_counts: list[int]) -> None:
+                label_counts: list[int], evaluation: dict | None = None) -> None:
     save_checkpoint(
         path, G=p.G, D=p.D, G_ema=p.G_ema, opt_g=p.opt_g, opt_d=p.opt_d, step=step, total_steps=steps,
         model=cfg.model, model_options=cfg.model_options, n_classes=p.n_classes, aux_classifier=p.aux,
         breeds=breeds, train_config={k: v for k, v in asdict(cfg).items() if k != "model_options"},
         extra={"label_counts": label_counts,  # so generate can draw breeds as often as training saw them
                "sched_g": p.sched_g.state_dict() if p.sched_g else None,
-               "sched_d": p.sched_d.state_dict() if p.sched_d else None},
+               "sched_d": p.sched_d.state_dict() if p.sched_d else None,
+               "eval": evaluation},  # in-training MiFID: this step's and the best so far (None: off)
     )
 
 
-def _resume(path: Path, p: Parts, cfg: TrainConfig, breeds: list[str]) -> int:
-    """Load the state of ``path`` into ``p``; returns the step it reached."""
+def _evaluate(ev: Evaluator, p: Parts, cfg: TrainConfig, step: int, steps: int, breeds: list[str],
+              label_counts: list[int], live, best_out: Path, device: torch.device) -> dict:
+    """Score the EMA generator, log it, and write the best checkpoint when it is the best so far."""
+    metrics = ev.run(p.G_ema or unwrap(p.G), step, device)
+    if live is not None:
+        live.step = step
+        for key in ("fid", "distance", "mifid"):
+            live.log_metric(f"eval/{key}", metrics[key])
+    if metrics["best"]:
+        _checkpoint(best_out, p, cfg, step, steps, breeds, label_counts,
+                    {"step": step, "mifid": metrics["mifid"], "fid": metrics["fid"], "distance": metrics["distance"],
+                     **ev.state()})
+    return metrics
+
+
+def _eval_record(ev: Evaluator | None, last: dict | None, step: int) -> dict | None:
+    """What a checkpoint keeps of the evaluations: the best so far (for --resume), and this step's if scored."""
+    if ev is None:
+        return None
+    record = ev.state()
+    if last is not None:
+        record["last"] = {k: last[k] for k in ("fid", "distance", "mifid")}
+    return record
+
+
+def _resume(path: Path, p: Parts, cfg: TrainConfig, breeds: list[str]) -> tuple[int, dict]:
+    """Load the state of ``path`` into ``p``; returns the step it reached and the checkpoint's ``extra``."""
     ck = load_checkpoint(path, map_location="cpu")
     if ck["model"] != cfg.model or ck["n_classes"] != p.n_classes:
         raise CheckpointError(
@@ -322,7 +432,7 @@ def _resume(path: Path, p: Parts, cfg: TrainConfig, breeds: list[str]) -> int:
     for name, s in (("sched_g", p.sched_g), ("sched_d", p.sched_d)):
         if s is not None and ck["extra"].get(name):
             s.load_state_dict(ck["extra"][name])
-    return int(ck["step"])
+    return int(ck["step"]), ck["extra"]
 
 
 def train(
@@ -334,11 +444,14 @@ def train(
     resume: bool = False,
     live_dir: Path | None = None,
     samples_dir: Path | None = None,
+    evaluation: EvalSettings | None = None,
     progress: bool = True,
 ) -> dict:
     """The stage's core. Trains until ``cfg.epochs`` are done or the time budget says stop.
 
-    Returns a summary: steps done, whether stopped by the budget, images/s, last losses.
+    ``evaluation`` (and ``cfg.eval_every > 0``): MiFID every ``eval_every`` steps and at the end, the best
+    checkpoint in ``evaluation.best_out``. Returns a summary: steps done, whether stopped by the budget,
+    images/s, last losses, and the best MiFID and its step when evaluating.
     """
     t_start = time.monotonic()
     torch.manual_seed(cfg.seed + rt.rank)
@@ -347,11 +460,17 @@ def train(
     data = DeviceData(ds, rt.device, cfg.seed * 1000 + rt.rank)
     steps = total_steps(cfg, len(data), rt.world_size)
     p = build_parts(cfg, len(breeds), rt, steps_per_epoch=len(data) / (cfg.batch_size * rt.world_size))
-    step = 0
+    step, extra = 0, {}
     if resume and out.exists():
-        step = _resume(out, p, cfg, breeds)
+        step, extra = _resume(out, p, cfg, breeds)
         if rt.is_main:
             print(f"resuming from {out} at step {step} of {steps}")
+    ev = None
+    if evaluation is not None and rt.is_main and step == 0:
+        evaluation.best_out.unlink(missing_ok=True)  # a fresh run: a best.pt of another run must not survive
+    if evaluation is not None and cfg.eval_every > 0 and rt.is_main:
+        ev = make_evaluator(ds, cfg, evaluation, unwrap(p.G).z_dim, p.n_classes, rt.device, progress)
+        ev.restore((extra.get("eval") or {}) if step > 0 else None)
     if rt.is_main and samples_dir and samples_dir.is_dir():
         drop_samples_after(samples_dir, step)
     grid = SampleGrid(unwrap(p.G).z_dim, p.n_classes, breeds, cfg.sample_breeds, rt.device, seed=cfg.seed)
@@ -362,11 +481,13 @@ def train(
     images_seen, t_loop, last = 0, time.monotonic(), {}
     step_time = 0.0
     checkpoint_time = 0.0
+    eval_time, eval_total, last_eval = 0.0, 0.0, None
     try:
         while step < steps:
             # stop while there is still time to write the checkpoint (and leave the rest of the budget)
             elapsed = time.monotonic() - t_start
-            if elapsed + 2 * step_time + 2 * checkpoint_time > budget_s:
+            next_eval = eval_time if ev is not None and (step + 1) % cfg.eval_every == 0 else 0.0
+            if elapsed + 2 * step_time + 2 * checkpoint_time + next_eval > budget_s:
                 stopped_by_budget = True
                 break
             t0 = time.monotonic()
@@ -390,15 +511,24 @@ def train(
                 save_png(sample_path(samples_dir, step), picture)
                 if live is not None:
                     live.log_image("samples.png", picture)
+            if ev is not None and (step % cfg.eval_every == 0 or step == steps):
+                t_ev = time.monotonic()
+                last_eval = _evaluate(ev, p, cfg, step, steps, breeds, label_counts, live, evaluation.best_out,
+                                      rt.device)
+                eval_time = time.monotonic() - t_ev
+                eval_total += eval_time
+                bar.write(f"step {step}: MiFID {last_eval['mifid']:.4g} (FID {last_eval['fid']:.4g}, "
+                          f"d {last_eval['distance']:.4f}){' best so far' if last_eval['best'] else ''}, "
+                          f"{eval_time:.1f} s")
             if rt.is_main and step % cfg.checkpoint_every == 0 and step < steps:
                 t_ck = time.monotonic()
-                _checkpoint(out, p, cfg, step, steps, breeds, label_counts)
+                _checkpoint(out, p, cfg, step, steps, breeds, label_counts, _eval_record(ev, last_eval, step))
                 checkpoint_time = time.monotonic() - t_ck
     finally:
         bar.close()
     set_progress(p, min(1.0, step / steps))
     if rt.is_main:
-        _checkpoint(out, p, cfg, step, steps, breeds, label_counts)
+        _checkpoint(out, p, cfg, step, steps, breeds, label_counts, _eval_record(ev, last_eval, step))
         if samples_dir and (step % cfg.sample_every != 0):
             save_png(sample_path(samples_dir, step), grid.render(p.G_ema or unwrap(p.G), f"{cfg.model} step {step}"))
         if samples_dir:
@@ -415,6 +545,8 @@ def train(
         "world_size": rt.world_size,
         **{k: round(v, 4) for k, v in as_floats(last).items()},
     }
+    if ev is not None:
+        summary.update(best_mifid=ev.best_mifid, best_step=ev.best_step, eval_seconds=round(eval_total, 1))
     if live is not None:
         for k in ("steps", "images_per_s"):
             live.summary[k] = summary[k]
@@ -442,6 +574,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, metavar="CHECKPOINT", help="checkpoint to write (e.g. models/checkpoint.pt)")
     parser.add_argument("--live", metavar="DIR", help="dvclive folder for losses and sample grids (e.g. dvclive)")
     parser.add_argument("--samples", metavar="DIR", help="folder for the fixed-seed sample grids (step_NNNNNNN.png)")
+    parser.add_argument("--best", metavar="CHECKPOINT",
+                        help="where the best checkpoint by in-training MiFID goes (train.eval_every > 0; "
+                        "default: best.pt beside --out)")
+    parser.add_argument("--cache", default="data/reference", metavar="DIR",
+                        help="cache of the training set's reference statistics for the in-training MiFID, shared "
+                        "with the score stage (default: %(default)s)")
     parser.add_argument("--resume", action="store_true", help="continue from --out if it exists")
     parser.add_argument("--device", default="auto", help="auto (GPU if any), cpu, cuda or cuda:N (default: %(default)s)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -449,6 +587,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         cfg = config_from_args(args, "train")
+        # MiFID during training (train.eval_every > 0): the score section says how to score
+        evaluation = EvalSettings(load_config("score", args.params), Path(args.cache),
+                                  Path(args.best) if args.best else Path(args.out).with_name("best.pt"))
         ds = load_dataset(args.data)
         rt = setup_runtime(cfg.precision, cfg.channels_last, args.device)
     except (ConfigError, ValueError, FileNotFoundError, RuntimeError) as exc:
@@ -459,9 +600,9 @@ def main(argv: list[str] | None = None) -> int:
             ds, cfg, Path(args.out), rt, resume=args.resume,
             live_dir=Path(args.live) if args.live else None,
             samples_dir=Path(args.samples) if args.samples else None,
-            progress=not args.no_progress,
+            evaluation=evaluation, progress=not args.no_progress,
         )
-    except CheckpointError as exc:
+    except (CheckpointError, FeatureNetworkError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     finally:
@@ -470,6 +611,9 @@ def main(argv: list[str] | None = None) -> int:
         budget = " (stopped by the time budget)" if summary["stopped_by_time_budget"] else ""
         print(f"train: {summary['steps']}/{summary['total_steps']} steps{budget} in {summary['seconds']} s, "
               f"{summary['images_per_s']} images/s on {summary['device']} ({summary['precision']}); wrote {args.out}")
+        if summary.get("best_step", -1) >= 0:
+            print(f"best in-training MiFID {summary['best_mifid']:.4g} at step {summary['best_step']} "
+                  f"(evaluations took {summary['eval_seconds']} s); wrote {evaluation.best_out}")
     return 0
 
 
