@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Everything this project measures on a GPU machine, in one go (the GPU machines here are lent for
 # minutes at a time). Usage, from the repo root: bash bench/gpu_suite.sh OUT_DIR [part ...]
-#   parts: tests train compile submission (default: tests train submission)
+#   parts: tests train compile submission eval (default: tests train submission)
 # Needs torch with CUDA, and pytorch-fid importable (on a machine without it: install its wheel first).
 set -uo pipefail
-out=${1:?usage: bash bench/gpu_suite.sh OUT_DIR [tests|train|compile|submission ...]}; shift
+out=${1:?usage: bash bench/gpu_suite.sh OUT_DIR [tests|train|compile|submission|eval ...]}; shift
 parts=${*:-tests train submission}
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1
@@ -26,6 +26,9 @@ for part in $parts; do
     submission)
       $py bench/submission_bench.py --device cuda --networks standin inception --feature-images 5000 --full-score \
         --work /tmp/submission_bench 2>&1 | grep -v WARNING | tee "$out/submission_bench.log" ;;
+    eval)  # what the in-training MiFID (Inception, every 5000 steps) adds to the 1st-place BigGAN run
+      $py bench/eval_bench.py --defaults --device cuda --batch 32 --network inception \
+        --json "$out/eval_bench.json" 2>&1 | grep -v "it/s]" | tee "$out/eval_bench.log" ;;
   esac
 done
 echo "=== done $(date -u +%T)"

@@ -1,6 +1,10 @@
 """Small pictures for the README, cut from the outputs of the demo run (`dvc repro`).
 
-    .venv/bin/python scripts/docs_pictures.py          # writes docs/*.png
+    .venv/bin/python scripts/docs_pictures.py [LIVE_DIR]   # writes docs/*.png
+
+docs/mifid.png needs a run with the in-training MiFID on; its dvclive folder is LIVE_DIR (default dvclive/):
+    python -m pipeline.train --data data/prepared/dogs64.npz --out /tmp/run/ck.pt --live /tmp/run/live \
+        --set train.eval_every=6
 
 The real outputs (models/samples/progress.gif, submissions/walk.gif, reports/memorization.png, ...) are
 megabytes: GIFs of noisy 64x64 pictures compress poorly. The README shows stills of a few tiles instead,
@@ -117,9 +121,45 @@ def memorizer_report(n: int = 1000) -> Path | None:
     return out / PNG_NAME
 
 
+def mifid_plot(live: Path) -> Image.Image | None:
+    """MiFID (and FID) of the in-training evaluations logged by dvclive in ``live``, the best one marked."""
+    import csv
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib import pyplot as plt
+
+    series = {}
+    for name in ("mifid", "fid"):
+        path = live / "plots" / "metrics" / "eval" / f"{name}.tsv"
+        if not path.is_file():
+            return None
+        with open(path, newline="") as fh:
+            rows = list(csv.DictReader(fh, delimiter="\t"))
+        series[name] = ([int(r["step"]) for r in rows], [float(r[name]) for r in rows])
+    fig, ax = plt.subplots(figsize=(6.4, 2.8), dpi=90)
+    steps, mifid = series["mifid"]
+    ax.plot(steps, mifid, "o-", label="MiFID")
+    ax.plot(*series["fid"], "--", color="grey", label="FID")
+    best = int(min(range(len(mifid)), key=mifid.__getitem__))
+    ax.plot([steps[best]], [mifid[best]], "*", color="#d62728", markersize=14, label=f"best.pt (step {steps[best]})")
+    ax.set_xlabel("step")
+    ax.set_ylabel("stand-in MiFID")
+    ax.legend()
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    plt.close(fig)
+    return Image.open(io.BytesIO(buf.getvalue()))
+
+
 def main() -> int:
+    live = Path(sys.argv[1]) if len(sys.argv) > 1 else REPO / "dvclive"
     memorizer = memorizer_report()
     made = {
+        "mifid.png": mifid_plot(live),
         "progress.png": progress_strip(REPO / "models" / "samples"),
         "walk.png": walk_strip(REPO / "submissions" / "walk.gif"),
         "memorizer.png": shrunk(memorizer, 640) if memorizer else None,
