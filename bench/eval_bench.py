@@ -78,7 +78,8 @@ def main() -> int:
     values.update(model=args.model, batch_size=args.batch, precision=args.precision, ema_decay=0.999,
                   eval_every=args.eval_every, eval_images=args.eval_images)
     cfg = build_config("train", values)
-    score_cfg = build_config("score", {**(read_params(REPO / "params.yaml").get("score") or {}), "network": args.network})
+    score_values = dict(read_params(REPO / "params.yaml").get("score") or {})
+    score_cfg = build_config("score", {**score_values, "network": args.network})
     rt = setup_runtime(cfg.precision, cfg.channels_last, args.device)
     ds = synthetic(n=2048, classes=120)
     torch.manual_seed(0)

@@ -109,7 +109,7 @@ class TrainConfig:
     model_options: Any = field(default=None, metadata={"internal": True})  # from train.<model>
 
 
-EVAL_EVERY_GPU = 5000  # the recommended train.eval_every for a GPU run (1st-place schedule: 89,375 steps, 18 evaluations)
+EVAL_EVERY_GPU = 5000  # recommended train.eval_every on a GPU (1st-place schedule: 89,375 steps, 18 evaluations)
 
 
 def _build_train(values: dict[str, Any] | None) -> TrainConfig:

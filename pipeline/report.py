@@ -31,7 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.config import ConfigError, GenerateConfig, ScoreConfig, add_config_arguments, config_from_args, load_config
+from pipeline.config import (ConfigError, GenerateConfig, ScoreConfig, add_config_arguments, config_from_args,
+                             load_config)
 from pipeline.files import Dataset, load_dataset, write_bytes, write_text
 from pipeline.images import image_grid, png_bytes
 from pipeline.metrics.features import FeatureNetwork, FeatureNetworkError, extract_features, load_network
@@ -98,9 +99,9 @@ def verdict(metrics: dict) -> tuple[str, str]:
         text = (f"d = {d:.4g} is not below eps = {eps}, so no penalty: MiFID = FID = "
                 f"{metrics['mifid']:.4g}.")
     n = metrics["n_images"]
-    text += (f" {metrics['below_public']} of {n} images ({100 * metrics['below_public'] / n:.1f}%) lie closer than "
-             f"0.1 (public eps) to a training crop, {metrics['below_private']} ({100 * metrics['below_private'] / n:.1f}%)"
-             " closer than 0.25 (private eps); the closest are shown below.")
+    public, private = metrics["below_public"], metrics["below_private"]
+    text += (f" {public} of {n} images ({100 * public / n:.1f}%) lie closer than 0.1 (public eps) to a training crop, "
+             f"{private} ({100 * private / n:.1f}%) closer than 0.25 (private eps); the closest are shown below.")
     if not metrics["comparable_to_kaggle"]:
         text += f" Note: {NOT_COMPARABLE_NOTE}."
     return headline, text
@@ -130,8 +131,9 @@ def histogram_png(distances: np.ndarray, metrics: dict, width_in: float = 7.0) -
     fig, ax = plt.subplots(figsize=(width_in, 3.0), dpi=90)
     top = max(0.3, float(d.max()) * 1.05) if len(d) else 1.0
     ax.hist(d, bins=60, range=(0.0, top), color="#4a78b5")
-    for x, label, colour in ((EPS_PUBLIC, "eps 0.1 (public)", "#d62728"), (EPS_PRIVATE, "eps 0.25 (private)", "#ff7f0e"),
-                             (metrics["distance"], f"d = {metrics['distance']:.3f} (mean)", "black")):
+    marks = ((EPS_PUBLIC, "eps 0.1 (public)", "#d62728"), (EPS_PRIVATE, "eps 0.25 (private)", "#ff7f0e"),
+             (metrics["distance"], f"d = {metrics['distance']:.3f} (mean)", "black"))
+    for x, label, colour in marks:
         ax.axvline(x, color=colour, linestyle="--" if colour != "black" else "-", linewidth=1.5, label=label)
     ax.set_xlabel(f"1 - |cos| to the nearest training crop ({metrics['network']} features)")
     ax.set_ylabel("generated images")
@@ -159,8 +161,8 @@ def summary_png(metrics: dict, histogram: bytes, pairs) -> bytes:
     for k, line in enumerate(lines):
         draw.text((10, 10 + 18 * k), line, fill=colour if k == 0 else (0, 0, 0), font=_font(13))
     out.paste(hist, (10, head))
-    draw.text((10, head + hist.height + 4), "closest generated images (left) beside their nearest training crop (right)",
-              fill=(0, 0, 0), font=_font(12))
+    caption = "closest generated images (left) beside their nearest training crop (right)"
+    draw.text((10, head + hist.height + 4), caption, fill=(0, 0, 0), font=_font(12))
     out.paste(pairs, (10, head + hist.height + 24))
     return png_bytes(out)
 
@@ -295,7 +297,8 @@ def main(argv: list[str] | None = None) -> int:
         "training crops, the histogram of distances with Kaggle's eps, the verdict, samples per breed). Reads the "
         "'score' section of the params (network, eps, ...) and generate.truncation.",
     )
-    parser.add_argument("--submission", required=True, metavar="ZIP", help="the submission, e.g. submissions/images.zip")
+    parser.add_argument("--submission", required=True, metavar="ZIP",
+                        help="the submission, e.g. submissions/images.zip")
     parser.add_argument("--reference", required=True, metavar="FILE.npz", help="prepared dataset (pipeline.prepare)")
     parser.add_argument("--out", default="reports", metavar="DIR",
                         help=f"folder for {HTML_NAME} and {PNG_NAME} (default: %(default)s)")
