@@ -133,7 +133,18 @@ def pick_amp_dtype(precision: str, device: torch.device) -> torch.dtype | None:
         return torch.float16
     if device.type != "cuda":
         return None
-    return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if has_native_bf16(device) else torch.float16
+
+
+def has_native_bf16(device: torch.device) -> bool:
+    """Whether the GPU computes in bf16 natively: compute capability 8.0 (Ampere) and newer, or ROCm.
+
+    Not ``torch.cuda.is_bf16_supported()``: by default it also says yes where bf16 is only emulated, as on
+    Kaggle's P100 (capability 6.0), where bf16 autocast is slow; fp16 with loss scaling is the P100's choice.
+    """
+    if torch.version.hip:
+        return True
+    return torch.cuda.get_device_capability(device)[0] >= 8
 
 
 def setup_runtime(precision: str = "auto", channels_last: bool = True, device: str = "auto") -> Runtime:
