@@ -10,7 +10,9 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import os
+import re
 import typing
+import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -165,11 +167,61 @@ class ScoreConfig:
     chunk: int = field(default=1024, metadata=_range(1, None))  # generated rows per block of the distance computation
 
 
+KAGGLE_RUN_LIMIT_MIN = 540.0  # Kaggle stops a kernel after 9 hours
+
+
+def slugify(title: str) -> str:
+    """The URL slug Kaggle derives from a kernel title: ASCII, lower case, runs of anything else -> one dash.
+
+    "Dog GANs: BigGAN (v2)" -> "dog-gans-biggan-v2". Kaggle links a kernel's slug to its title, so the
+    id written in kernel-metadata.json must be this slug for the title to stick.
+    """
+    ascii_title = unicodedata.normalize("NFKD", title).encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9]+", "-", ascii_title.lower()).strip("-")
+
+
+@dataclass(frozen=True)
+class KernelConfig:
+    """Section ``kernel``: the Kaggle kernel built from this experiment (``python -m pipeline.kernel``).
+
+    The kernel runs prepare -> train -> generate on Kaggle with the prepare, train and generate sections
+    of the same params file; these keys only say how it is published and how its time is shared out.
+    """
+
+    title: str = "Generative Dog Images GAN pipeline"  # the kernel's title; its URL slug is derived from it
+    slug: str = ""  # "" = derived from the title (Kaggle links the two; a different slug draws a warning)
+    username: str = ""  # Kaggle user that owns the kernel; "" = the user of your credentials at push time
+    private: bool = True  # is_private in kernel-metadata.json
+    kernel_type: Literal["script", "notebook"] = "script"  # a .py script or a one-cell .ipynb notebook
+    time_budget_min: float = field(default=510.0, metadata=_range(1.0, KAGGLE_RUN_LIMIT_MIN))  # whole run
+    reserve_min: float = field(default=20.0, metadata=_range(0.0, KAGGLE_RUN_LIMIT_MIN))  # kept for generate + zip
+    keep_checkpoint: bool = False  # also write checkpoint.pt to the kernel's output (for `kaggle kernels output`)
+
+    def __post_init__(self) -> None:
+        if len(self.title.strip()) < 5:
+            raise ConfigError(f"kernel.title: {self.title!r} is too short; Kaggle wants at least 5 characters")
+        if not slugify(self.title):
+            raise ConfigError(f"kernel.title: {self.title!r} has no letters or digits to make a URL slug from")
+        if self.slug and not re.fullmatch(r"[a-z0-9]+(-[a-z0-9]+)*", self.slug):
+            raise ConfigError(f"kernel.slug: {self.slug!r} is not a URL slug; use lower-case letters, digits and "
+                              f"single dashes, e.g. {slugify(self.title)!r} (or \"\" to derive it from the title)")
+        if self.username and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", self.username):
+            raise ConfigError(f"kernel.username: {self.username!r} is not a Kaggle user name (letters, digits, - and _)")
+        if self.reserve_min >= self.time_budget_min:
+            raise ConfigError(f"kernel.reserve_min ({self.reserve_min}) must be less than kernel.time_budget_min "
+                              f"({self.time_budget_min}): training needs some of the time")
+
+    @property
+    def kernel_slug(self) -> str:
+        return self.slug or slugify(self.title)
+
+
 # Every stage section, by name. Later stages add theirs here.
 SECTIONS: dict[str, type] = {
     "data": DataConfig, "prepare": PrepareConfig, "train": TrainConfig, "generate": GenerateConfig,
     "score": ScoreConfig,
 }
+SECTIONS["kernel"] = KernelConfig  # its own line, so other stages' additions above merge cleanly
 
 
 def _check_value(section: str, f: dataclasses.Field, hint: Any, value: Any) -> Any:

@@ -55,22 +55,25 @@ Download {COMPETITION}.zip on a machine that has it (`kaggle competitions downlo
 `python -m pipeline.download --from {COMPETITION}.zip`; or run offline on the demo data (data.source: demo)."""
 
 
-def kaggle_api():
+def kaggle_api(missing: str = NO_CREDENTIALS):
     """An authenticated ``KaggleApi``. Imported here, not at module level: the kaggle package
-    authenticates when imported, and older releases raise at import time without credentials."""
+    authenticates when imported, and older releases raise at import time without credentials.
+
+    ``missing`` is the message of the DownloadError raised without credentials (the kernel stage says
+    what it could not do instead)."""
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             from kaggle.api.kaggle_api_extended import KaggleApi
     except ImportError as exc:
         raise DownloadError(f"the kaggle package is not installed ({exc}); run `pip install -r requirements.txt`.") from None
     except (OSError, SystemExit):  # kaggle < 1.7 raised OSError at import without kaggle.json
-        raise DownloadError(NO_CREDENTIALS) from None
+        raise DownloadError(missing) from None
     api = KaggleApi()
     try:
         with contextlib.redirect_stdout(io.StringIO()):  # its own long help text; ours says the same shorter
             api.authenticate()
     except (SystemExit, OSError, ValueError):
-        raise DownloadError(NO_CREDENTIALS) from None
+        raise DownloadError(missing) from None
     return api
 
 
