@@ -206,7 +206,8 @@ class KernelConfig:
             raise ConfigError(f"kernel.slug: {self.slug!r} is not a URL slug; use lower-case letters, digits and "
                               f"single dashes, e.g. {slugify(self.title)!r} (or \"\" to derive it from the title)")
         if self.username and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]*", self.username):
-            raise ConfigError(f"kernel.username: {self.username!r} is not a Kaggle user name (letters, digits, - and _)")
+            raise ConfigError(f"kernel.username: {self.username!r} is not a Kaggle user name "
+                              "(letters, digits, - and _)")
         if self.reserve_min >= self.time_budget_min:
             raise ConfigError(f"kernel.reserve_min ({self.reserve_min}) must be less than kernel.time_budget_min "
                               f"({self.time_budget_min}): training needs some of the time")

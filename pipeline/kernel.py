@@ -333,6 +333,33 @@ def check_built(built: BuiltKernel, need_owner: bool = False) -> None:
         raise KernelError(f"{built.folder} would not work on Kaggle:\n  " + "\n  ".join(problems))
 
 
+REAL_BOXES = 22_126  # boxes in the competition's annotations (COMPETITION.md): the real data set's size
+MAX_SAMPLE_GRIDS = 1000  # more sample grids than this in one run is time and disk spent on pictures
+
+
+def kaggle_warnings(params: dict) -> list[str]:
+    """Settings that work here but would hurt, or fail, in a Kaggle kernel (no internet, a P100 or T4)."""
+    cfg = kernel_params(params)
+    warnings = []
+    if cfg.train.eval_every > 0 and cfg.score.network == "inception" and not cfg.score.inception_weights.startswith(
+            "/kaggle/input/"):
+        warnings.append("train.eval_every > 0 scores with the Inception network, whose weights a kernel cannot "
+                        "download (no internet): add them to the kernel as a dataset and set score.inception_weights "
+                        "to their /kaggle/input/... path, or set train.eval_every 0")
+    if cfg.train.compile:
+        warnings.append("train.compile: torch.compile's GPU code generator needs compute capability 7.0; Kaggle's "
+                        "P100 has 6.0 and would fail")
+    if cfg.train.precision == "bf16":
+        warnings.append("train.precision bf16: Kaggle's P100 and T4 have no native bf16; use auto (fp16 there)")
+    steps = cfg.train.epochs * REAL_BOXES / cfg.train.batch_size
+    if steps / cfg.train.sample_every > MAX_SAMPLE_GRIDS:
+        grids = steps / cfg.train.sample_every
+        warnings.append(f"train.sample_every {cfg.train.sample_every} draws about {grids:,.0f} "
+                        f"sample grids in {steps:,.0f} steps on the real data; e.g. --set train.sample_every="
+                        f"{max(1, round(steps / 200))} keeps it near 200")
+    return warnings
+
+
 # --- push -----------------------------------------------------------------------------------------
 
 
@@ -365,7 +392,8 @@ def explain_push_error(exc: BaseException) -> str:
         status = exc.response.status_code
         if status == 401:
             return ("Kaggle rejected the credentials (HTTP 401). Create a new API token on "
-                    "https://www.kaggle.com/settings and replace ~/.kaggle/kaggle.json (or KAGGLE_USERNAME / KAGGLE_KEY).")
+                    "https://www.kaggle.com/settings and replace ~/.kaggle/kaggle.json "
+                    "(or KAGGLE_USERNAME / KAGGLE_KEY).")
         if status == 403:
             return ("Kaggle refused the push (HTTP 403): the id's user is not the user of the credentials, or the "
                     "competition's rules are not accepted (https://www.kaggle.com/competitions/"
@@ -458,7 +486,8 @@ def main(argv: list[str] | None = None) -> int:
         "push", parents=[common], help="build, then push with the Kaggle API and say how to watch the run",
         description="Build the kernel, check it, and push it with the Kaggle API (needs kaggle.json or "
         "KAGGLE_USERNAME/KAGGLE_KEY, and internet). Prints the kernel's URL and how to follow the run and "
-        "download its output. Without credentials or network the built kernel stays in DIR/<slug>/ for a manual upload.")
+        "download its output. Without credentials or network the built kernel stays in DIR/<slug>/ for a manual "
+        "upload.")
     push_parser.add_argument("--dry-run", action="store_true", help="build and check, do not push")
     args = parser.parse_args(argv)
     try:
@@ -471,6 +500,8 @@ def main(argv: list[str] | None = None) -> int:
         built = build(params, Path(args.out_dir))
         check_built(built)
         print(_built_summary(built))
+        for warning in kaggle_warnings(params):
+            print(f"warning: {warning}")
         if args.command == "build" or args.dry_run:
             if built.kernel_id.startswith(f"{PLACEHOLDER_USER}/"):
                 print(f"note: kernel.username is empty, so the id names no user; `python -m pipeline.kernel push` "

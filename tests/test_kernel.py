@@ -452,3 +452,18 @@ def test_precision_auto_is_fp16_on_kaggles_p100(monkeypatch, capability, expecte
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
     assert pick_amp_dtype("auto", torch.device("cuda", 0)) == getattr(torch, expected)
     assert pick_amp_dtype("auto", torch.device("cpu")) is None
+
+
+def test_build_warns_about_settings_that_fail_or_waste_time_on_kaggle(params_file, capsys):
+    assert kn.kaggle_warnings(tiny_params(train={"sample_every": 100})) == []
+    assert "train.sample_every 1 draws about 2,766" in kn.kaggle_warnings(tiny_params())[0]  # 22126 / 8
+    risky = tiny_params(train={"eval_every": 500, "compile": True, "epochs": 130, "sample_every": 6},
+                        score={"network": "inception"})
+    warnings = "\n".join(kn.kaggle_warnings(risky))
+    assert "score.inception_weights" in warnings and "compute capability 7.0" in warnings
+    assert "train.sample_every 6 draws about 59,925 sample grids" in warnings  # 130 * 22126 / 8 / 6
+    fine = tiny_params(train={"eval_every": 500, "sample_every": 100}, score={"network": "inception",
+                                                         "inception_weights": "/kaggle/input/fid/pt_inception.pth"})
+    assert kn.kaggle_warnings(fine) == []
+    assert run_main("build", "--params", str(params_file), "--set", "train.compile=true") == 0
+    assert "warning: train.compile" in capsys.readouterr().out
