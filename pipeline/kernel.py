@@ -240,9 +240,6 @@ def check_metadata(meta: dict, folder: Path, need_owner: bool = False) -> list[s
         problems.append(f"id: {meta['id']!r} must be <username>/<kernel-slug>")
     elif need_owner and owner == PLACEHOLDER_USER:
         problems.append(f"id: {meta['id']!r} names no Kaggle user; set kernel.username or pass --username")
-    elif slug != slugify(meta["title"]):
-        problems.append(f"id: slug {slug!r} is not the one Kaggle derives from the title ({slugify(meta['title'])!r}); "
-                        "Kaggle would keep the old title or warn. Leave kernel.slug empty")
     if len(meta["title"]) < 5:
         problems.append("title: Kaggle wants at least 5 characters")
     if meta["language"] != "python":
@@ -346,6 +343,10 @@ def kaggle_warnings(params: dict) -> list[str]:
         warnings.append("train.eval_every > 0 scores with the Inception network, whose weights a kernel cannot "
                         "download (no internet): add them to the kernel as a dataset and set score.inception_weights "
                         "to their /kaggle/input/... path, or set train.eval_every 0")
+    if cfg.kernel.slug and cfg.kernel.slug != slugify(cfg.kernel.title):
+        warnings.append(f"kernel.slug {cfg.kernel.slug!r} is not the slug of the title "
+                        f"({slugify(cfg.kernel.title)!r}); "
+                        "Kaggle links the two and may keep another title (leave kernel.slug empty)")
     if cfg.train.compile:
         warnings.append("train.compile: torch.compile's GPU code generator needs compute capability 7.0; Kaggle's "
                         "P100 has 6.0 and would fail")
@@ -474,6 +475,13 @@ def main(argv: list[str] | None = None) -> int:
                         "time the user of your Kaggle credentials)")
     parser = argparse.ArgumentParser(
         prog="python -m pipeline.kernel",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n"
+        "  python -m pipeline.kernel build                          # kernels/<slug>/ from params.yaml\n"
+        "  python -m pipeline.kernel build --set train.epochs=130   # the same with one change\n"
+        "  python -m pipeline.kernel push --dry-run                 # build and check, send nothing\n"
+        "  python -m pipeline.kernel push                           # build, push, print the URL\n"
+        f"  {ROOT_ENV}=/tmp/fake-kaggle python kernels/<slug>/kernel.py  # run it here against a fake /kaggle",
         description="Build the Kaggle kernel of the current experiment (params.yaml) and push it. The kernel is "
         "one self-contained file carrying this project's pipeline package and the experiment's params; on Kaggle "
         f"it trains and writes /kaggle/working/images.zip.",

@@ -454,7 +454,7 @@ def test_precision_auto_is_fp16_on_kaggles_p100(monkeypatch, capability, expecte
     assert pick_amp_dtype("auto", torch.device("cpu")) is None
 
 
-def test_build_warns_about_settings_that_fail_or_waste_time_on_kaggle(params_file, capsys):
+def test_build_warns_about_settings_that_fail_or_waste_time_on_kaggle(tmp_path, params_file, capsys):
     assert kn.kaggle_warnings(tiny_params(train={"sample_every": 100})) == []
     assert "train.sample_every 1 draws about 2,766" in kn.kaggle_warnings(tiny_params())[0]  # 22126 / 8
     risky = tiny_params(train={"eval_every": 500, "compile": True, "epochs": 130, "sample_every": 6},
@@ -462,8 +462,29 @@ def test_build_warns_about_settings_that_fail_or_waste_time_on_kaggle(params_fil
     warnings = "\n".join(kn.kaggle_warnings(risky))
     assert "score.inception_weights" in warnings and "compute capability 7.0" in warnings
     assert "train.sample_every 6 draws about 59,925 sample grids" in warnings  # 130 * 22126 / 8 / 6
+    slugged = kn.build(tiny_params(train={"sample_every": 100}, kernel={"slug": "tiny-dogs"}), tmp_path)
+    assert slugged.folder.name == "tiny-dogs" and slugged.metadata["id"].endswith("/tiny-dogs")
+    kn.check_built(slugged)  # Kaggle only warns; so does the build
+    assert "kernel.slug 'tiny-dogs' is not the slug of the title" in kn.kaggle_warnings(slugged.params)[0]
     fine = tiny_params(train={"eval_every": 500, "sample_every": 100}, score={"network": "inception",
                                                          "inception_weights": "/kaggle/input/fid/pt_inception.pth"})
     assert kn.kaggle_warnings(fine) == []
     assert run_main("build", "--params", str(params_file), "--set", "train.compile=true") == 0
     assert "warning: train.compile" in capsys.readouterr().out
+
+
+def test_loss_log_stands_in_for_dvclive(capsys):
+    log = kr.LossLog(heartbeat_s=0.0)
+    for step, (d, g) in ((10, (1.5, 0.25)), (20, (1.0, 0.5))):
+        log.step = step
+        log.log_metric("train/loss_d", d)
+        log.log_metric("train/loss_g", g)
+    log.step = 20
+    log.log_metric("eval/mifid", 97.0)
+    log.log_image("samples.png", None)
+    log.end()
+    assert kr.losses_csv(log.rows) == "step,eval_mifid,loss_d,loss_g\n10,,1.5,0.25\n20,97,1,0.5\n"
+    assert "step 20: loss_d 1.000, loss_g 0.500" in capsys.readouterr().out
+    png = kr.losses_png(log.rows, "test")
+    assert png is not None and png.startswith(b"\x89PNG")
+    assert kr.losses_png({}, "none") is None
