@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
+import socket
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -58,3 +61,38 @@ def tiny(tmp_path) -> TinyCompetition:
 
 def solid(size, colour) -> np.ndarray:
     return np.broadcast_to(np.asarray(colour, np.uint8), (size[1], size[0], 3)).copy()
+
+
+# every variable through which the kaggle client finds credentials or a config folder
+CREDENTIAL_VARS = ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN", "KAGGLE_CONFIG_DIR", "XDG_CONFIG_HOME",
+                   "KAGGLE_KERNEL_RUN_TYPE")
+
+
+def _is_kaggle_module(name: str) -> bool:
+    return name == "kaggle" or name.startswith("kaggle.")
+
+
+@pytest.fixture
+def no_credentials(tmp_path, monkeypatch):
+    """The real kaggle package with no credentials: HOME is an empty folder, no KAGGLE_* variable is set,
+    the package is imported afresh (its config folder is fixed at import time), and any socket connection
+    fails. Yields the empty HOME. Skips where the kaggle package is not installed (the GPU machines)."""
+    if "kaggle" not in sys.modules and importlib.util.find_spec("kaggle") is None:
+        pytest.skip("the kaggle package is not installed")
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    for var in CREDENTIAL_VARS:
+        monkeypatch.delenv(var, raising=False)
+
+    def refuse(*args, **kwargs):
+        raise OSError("tests must not use the network")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    saved = {k: v for k, v in sys.modules.items() if _is_kaggle_module(k)}
+    for k in saved:
+        del sys.modules[k]
+    yield home
+    for k in [k for k in sys.modules if _is_kaggle_module(k)]:
+        del sys.modules[k]
+    sys.modules.update(saved)

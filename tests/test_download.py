@@ -8,7 +8,6 @@ import hashlib
 import io
 import json
 import os
-import socket
 import subprocess
 import sys
 import zipfile
@@ -24,10 +23,8 @@ from pipeline.annotations import Box
 from pipeline.config import build_config
 from pipeline.demo_data import MARKER, jpeg_bytes, synthesize_photo
 from pipeline.layout import find_competition_dirs
-from tests.conftest import REPO
+from tests.conftest import CREDENTIAL_VARS, REPO
 
-CREDENTIAL_VARS = ("KAGGLE_USERNAME", "KAGGLE_KEY", "KAGGLE_API_TOKEN", "KAGGLE_CONFIG_DIR",
-                   "XDG_CONFIG_HOME", "KAGGLE_KERNEL_RUN_TYPE")
 ARCHIVE = f"{dl.COMPETITION}.zip"
 
 # photo id -> (breed folder, width, height, box); two breeds as in the competition layout
@@ -137,33 +134,6 @@ def fake_api(monkeypatch):
 
 
 # --- missing credentials ------------------------------------------------------------------------
-
-
-def _is_kaggle_module(name: str) -> bool:
-    return name == "kaggle" or name.startswith("kaggle.")
-
-
-@pytest.fixture
-def no_credentials(tmp_path, monkeypatch):
-    """HOME is an empty folder and no KAGGLE_* variable is set; the kaggle package is imported afresh
-    (its config folder is fixed at import time), and any socket connection fails."""
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    for var in CREDENTIAL_VARS:
-        monkeypatch.delenv(var, raising=False)
-
-    def refuse(*args, **kwargs):
-        raise OSError("tests must not use the network")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    saved = {k: v for k, v in sys.modules.items() if _is_kaggle_module(k)}
-    for k in saved:
-        del sys.modules[k]
-    yield home
-    for k in [k for k in sys.modules if _is_kaggle_module(k)]:
-        del sys.modules[k]
-    sys.modules.update(saved)
 
 
 def test_missing_credentials_say_what_to_do(no_credentials, _no_params_file, capsys):
