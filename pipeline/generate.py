@@ -29,7 +29,7 @@ import torch
 from tqdm import tqdm
 
 from pipeline.checkpoint import CheckpointError, load_checkpoint, models_from
-from pipeline.config import ConfigError, GenerateConfig, add_config_arguments, config_from_args
+from pipeline.config import ConfigError, add_config_arguments, config_from_args
 from pipeline.files import atomic_path
 from pipeline.images import image_grid, png_bytes, save_gif, save_png
 from pipeline.runtime import pick_device

@@ -484,7 +484,7 @@ def main(argv: list[str] | None = None) -> int:
         f"  {ROOT_ENV}=/tmp/fake-kaggle python kernels/<slug>/kernel.py  # run it here against a fake /kaggle",
         description="Build the Kaggle kernel of the current experiment (params.yaml) and push it. The kernel is "
         "one self-contained file carrying this project's pipeline package and the experiment's params; on Kaggle "
-        f"it trains and writes /kaggle/working/images.zip.",
+        "it trains and writes /kaggle/working/images.zip.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="{build,push}")
     commands.add_parser("build", parents=[common], help="write DIR/<slug>/ (kernel and kernel-metadata.json)",
@@ -512,7 +512,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"warning: {warning}")
         if args.command == "build" or args.dry_run:
             if built.kernel_id.startswith(f"{PLACEHOLDER_USER}/"):
-                print(f"note: kernel.username is empty, so the id names no user; `python -m pipeline.kernel push` "
+                print("note: kernel.username is empty, so the id names no user; `python -m pipeline.kernel push` "
                       "uses the user of your Kaggle credentials (or set kernel.username to push by hand).")
             if args.command == "push":
                 print(f"dry run: {built.folder} is ready to push; nothing was sent.")

@@ -18,7 +18,6 @@ demo data). Kaggle's rules shape the rest:
 
 from __future__ import annotations
 
-import contextlib
 import csv
 import io
 import os
@@ -165,18 +164,6 @@ def losses_png(rows: dict[int, dict[str, float]], title: str) -> bytes | None:
     return buf.getvalue()
 
 
-@contextlib.contextmanager
-def train_logs_to(log: LossLog):
-    """train() opens its logger with ``pipeline.train._open_live`` (dvclive, which Kaggle does not have);
-    for the kernel's run that logger is ``log``."""
-    original = train_stage._open_live
-    train_stage._open_live = lambda live_dir, resume: log
-    try:
-        yield log
-    finally:
-        train_stage._open_live = original
-
-
 def generate_submission(checkpoint: Path, cfg: GenerateConfig, zip_path: Path, grid_path: Path,
                         progress: bool) -> dict:
     """Sample the checkpoint into ``zip_path`` (``cfg.n`` PNGs) and a grid of the first ones, as the
@@ -224,9 +211,8 @@ def run(params: dict, root: Path, scratch: Path, progress: bool = False) -> dict
     # generate samples the last one, as the generate stage does)
     evaluation = train_stage.EvalSettings(cfg.score, scratch / "reference", scratch / "best.pt")
     try:
-        with train_logs_to(log):
-            trained = train_stage.train(ds, train_cfg, checkpoint, rt, live_dir=scratch / "live",
-                                        samples_dir=samples, evaluation=evaluation, progress=progress)
+        trained = train_stage.train(ds, train_cfg, checkpoint, rt, logger=log, samples_dir=samples,
+                                    evaluation=evaluation, progress=progress)
     finally:
         rt.close()
     seconds["train"] = round(time.monotonic() - t_train, 1)

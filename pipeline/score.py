@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import io
 import json
 import os
 import sys
@@ -30,7 +29,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from pipeline.config import ConfigError, ScoreConfig, add_config_arguments, config_from_args
 from pipeline.files import atomic_path, load_dataset, write_json

@@ -443,11 +443,16 @@ def train(
     *,
     resume: bool = False,
     live_dir: Path | None = None,
+    logger=None,
     samples_dir: Path | None = None,
     evaluation: EvalSettings | None = None,
     progress: bool = True,
 ) -> dict:
     """The stage's core. Trains until ``cfg.epochs`` are done or the time budget says stop.
+
+    Numbers are logged with dvclive into ``live_dir``, or into ``logger`` when given: any object with
+    dvclive's ``step`` attribute, ``log_metric(name, value)``, ``log_image(name, picture)``, ``summary``
+    dict and ``end()`` (the Kaggle kernel, which has no dvclive, passes one). Only rank 0 logs.
 
     ``evaluation`` (and ``cfg.eval_every > 0``): MiFID every ``eval_every`` steps and at the end, the best
     checkpoint in ``evaluation.best_out``. Returns a summary: steps done, whether stopped by the budget,
@@ -474,7 +479,9 @@ def train(
     if rt.is_main and samples_dir and samples_dir.is_dir():
         drop_samples_after(samples_dir, step)
     grid = SampleGrid(unwrap(p.G).z_dim, p.n_classes, breeds, cfg.sample_breeds, rt.device, seed=cfg.seed)
-    live = _open_live(live_dir, resume and step > 0) if rt.is_main and live_dir else None
+    live = None
+    if rt.is_main:
+        live = logger if logger is not None else _open_live(live_dir, resume and step > 0) if live_dir else None
     budget_s = cfg.time_budget_min * 60 if cfg.time_budget_min > 0 else math.inf
     bar = tqdm(total=steps, initial=step, desc=f"train {cfg.model}", unit="step", disable=not (progress and rt.is_main))
     stopped_by_budget = False

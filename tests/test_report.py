@@ -4,13 +4,12 @@ import base64
 import re
 
 import numpy as np
-import pytest
 from PIL import Image
 
 from pipeline import report
 from pipeline.files import load_dataset
 from tests.test_score import N_GEN, N_REF, pictures, write_dataset, write_zip
-from tests.test_train import cfg_for, run_train, tiny_dataset
+from tests.test_train import cfg_for, run_train
 
 
 def run_report(tmp_path, submission, reference, *extra):
