@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
 # Everything this project measures on a GPU machine, in one go (the GPU machines here are lent for
 # minutes at a time). Usage, from the repo root: bash bench/gpu_suite.sh OUT_DIR [part ...]
-#   parts: tests train compile submission eval (default: tests train submission)
+#   parts: tests train compile profile submission eval kernel (default: tests train submission)
 # Needs torch with CUDA, and pytorch-fid importable (on a machine without it: install its wheel first).
 set -uo pipefail
-out=${1:?usage: bash bench/gpu_suite.sh OUT_DIR [tests|train|compile|submission|eval ...]}; shift
+out=${1:?usage: bash bench/gpu_suite.sh OUT_DIR [tests|train|compile|profile|submission|eval|kernel ...]}; shift
 parts=${*:-tests train submission}
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1
@@ -14,8 +14,8 @@ $py -c "import torch, torchvision; print('torch', torch.__version__, 'torchvisio
 for part in $parts; do
   echo "=== $part $(date -u +%T)"
   case $part in
-    tests)  # the suite on this torch and CUDA (DVC and the Kaggle client are not needed for these files)
-      timeout 300 $py -m pytest -q -p no:cacheprovider --ignore tests/test_dvc.py --ignore tests/test_download.py \
+    tests)  # the suite on this torch and CUDA; tests needing DVC, dvclive or the kaggle client skip where absent
+      timeout 300 $py -m pytest -q -p no:cacheprovider --ignore tests/test_dvc.py \
         2>&1 | tail -40 | tee "$out/tests.log" ;;
     train)
       $py bench/train_bench.py --defaults --models dcgan progan biggan --batch 64 128 --precision fp32 bf16 \
@@ -26,6 +26,12 @@ for part in $parts; do
     submission)
       $py bench/submission_bench.py --device cuda --networks standin inception --feature-images 5000 --full-score \
         --work /tmp/submission_bench 2>&1 | grep -v WARNING | tee "$out/submission_bench.log" ;;
+    profile)  # wall time against GPU kernel time of one BigGAN step (launch-bound or not)
+      $py bench/profile_train.py --model biggan --batch 128 --precision fp32 --rows 12 2>&1 | cut -c1-200 \
+        | tee "$out/profile.log" ;;
+    kernel)  # the built Kaggle kernel on a fake /kaggle with the demo data, on this GPU and torch
+      PYTHON=$py bash scripts/kernel_smoke.sh --set generate.n=10000 2>&1 | grep -v "it/s]" | tail -30 \
+        | tee "$out/kernel.log" ;;
     eval)  # what the in-training MiFID (Inception, every 5000 steps) adds to the 1st-place BigGAN run
       $py bench/eval_bench.py --defaults --device cuda --batch 32 --network inception \
         --json "$out/eval_bench.json" 2>&1 | grep -v "it/s]" | tee "$out/eval_bench.log" ;;
