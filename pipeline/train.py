@@ -38,7 +38,6 @@ from pipeline.images import even_subsample, image_grid, save_gif, save_png
 from pipeline.losses import class_loss, get_loss
 from pipeline.metrics.features import FeatureNetworkError
 from pipeline.models import build_model
-from pipeline.models.layers import frozen_spectral_norm
 from pipeline.runtime import Runtime, setup_runtime, unwrap
 
 
@@ -150,7 +149,7 @@ def train_step(p: Parts, data: DeviceData, cfg: TrainConfig, rt: Runtime, step: 
     z_dim = unwrap(p.G).z_dim
     cond = p.n_classes > 0
     G_plain, D_plain = p.G_local, p.D_local
-    G_params, D_params = unwrap(p.G), unwrap(p.D)
+    D_params = unwrap(p.D)
 
     def aug(x):
         return diff_augment(x, cfg.augment) if cfg.augment else x
@@ -160,7 +159,7 @@ def train_step(p: Parts, data: DeviceData, cfg: TrainConfig, rt: Runtime, step: 
         y_fake = data.random_labels(cfg.batch_size)
         z = torch.randn(cfg.batch_size, z_dim, device=rt.device)
         with rt.autocast():
-            with torch.no_grad(), frozen_spectral_norm(G_params):
+            with torch.no_grad():
                 fake = G_plain(z, y_fake if cond else None)
             # one D pass over real and fake together: a single forward per backward is what DDP expects
             both = rt.images(torch.cat([aug(real), aug(fake.to(real.dtype))]))
@@ -181,17 +180,16 @@ def train_step(p: Parts, data: DeviceData, cfg: TrainConfig, rt: Runtime, step: 
         z = torch.randn(cfg.batch_size, z_dim, device=rt.device)
         with rt.autocast():
             fake = p.G(z, y_fake if cond else None)
-            with frozen_spectral_norm(D_params):  # D is not updated here: its u, v advanced in the D step
-                if loss.g_uses_real:
-                    # relativistic losses compare with the real logits of the updated D (constants for G);
-                    # cached: D's spectral norms are computed once for both passes, not twice
-                    with parametrize.cached():
-                        fake_logits, fake_cls = D_plain(aug(rt.images(fake)), y_fake if cond else None)
-                        with torch.no_grad():
-                            real_logits, _ = D_plain(aug(real), y if cond else None)
-                else:  # the other losses ignore them: no third D pass (the D step's real logits are reported)
+            if loss.g_uses_real:
+                # relativistic losses compare with the real logits of the updated D (constants for G);
+                # cached: D's spectral norms are computed once for both passes, not twice
+                with parametrize.cached():
                     fake_logits, fake_cls = D_plain(aug(rt.images(fake)), y_fake if cond else None)
-                    real_logits = real_logits.detach()
+                    with torch.no_grad():
+                        real_logits, _ = D_plain(aug(real), y if cond else None)
+            else:  # the other losses ignore them: no third D pass (the D step's real logits are reported)
+                fake_logits, fake_cls = D_plain(aug(rt.images(fake)), y_fake if cond else None)
+                real_logits = real_logits.detach()
             loss_g = loss.g(real_logits, fake_logits)
             if p.aux:
                 loss_g = loss_g + cfg.aux_class_weight * class_loss(fake_cls, y_fake)

@@ -229,28 +229,3 @@ def test_g_step_runs_d_on_real_images_only_for_relativistic_losses(model, loss_n
     out = tr.train_step(parts, tr.DeviceData(tiny_dataset(), rt.device, 0), cfg, rt)
     assert len(calls) == d_passes  # D step (real + fake in one pass), G step on fakes (+ reals for rals)
     assert all(torch.isfinite(v) for v in out.values())
-
-
-def test_each_network_runs_its_power_iteration_once_per_step_in_its_own_step():
-    """G's spectral norms advance u, v in the G step only, D's in the D step only (the other network's
-    passes use the stored vectors), so a BigGAN step runs one power iteration per spectral-normed layer."""
-    from pipeline.models.layers import _spectral_norms
-
-    cfg = cfg_for("biggan")
-    rt = setup_runtime("fp32", False, "cpu")
-    parts = tr.build_parts(cfg, 2, rt, steps_per_epoch=6)
-    calls = {}
-    for net in ("G", "D"):
-        for i, sn in enumerate(_spectral_norms(getattr(parts, net))):
-            original = sn._power_method
-
-            def counted(*args, _key=(net, i), _original=original, **kwargs):
-                calls[_key] = calls.get(_key, 0) + 1
-                return _original(*args, **kwargs)
-
-            sn._power_method = counted
-    assert calls == {} and len(_spectral_norms(parts.G)) > 10 and len(_spectral_norms(parts.D)) > 5
-    tr.train_step(parts, tr.DeviceData(tiny_dataset(), rt.device, 0), cfg, rt)
-    expected = {(net, i): 1 for net in ("G", "D") for i in range(len(_spectral_norms(getattr(parts, net))))}
-    assert calls == expected
-    assert all(sn.training for sn in _spectral_norms(parts.G) + _spectral_norms(parts.D))  # restored

@@ -7,7 +7,6 @@ channels_last tensors; none holds global state.
 
 from __future__ import annotations
 
-import contextlib
 import math
 
 import torch
@@ -25,32 +24,6 @@ from torch.nn.utils.parametrizations import spectral_norm
 # EMA), and clones them before use, so D may run twice before one backward (DDP, the G step).
 
 SN_EPS = 1e-6  # BigGAN's epsilon for the power iteration's normalisation
-
-
-def _spectral_norms(module: nn.Module) -> list[nn.Module]:
-    """The spectral-norm parametrizations inside ``module`` (they have power-iteration vectors ``_u``, ``_v``)."""
-    return [m for m in module.modules() if hasattr(m, "n_power_iterations") and hasattr(m, "_u")]
-
-
-@contextlib.contextmanager
-def frozen_spectral_norm(*modules: nn.Module):
-    """Inside, the spectral norms of ``modules`` divide by the sigma of their stored u, v and skip the power
-    iteration (what they do in eval mode), while everything else stays in training mode (batch norm keeps
-    using batch statistics).
-
-    For the passes of a network that is not being updated: G under no_grad in the D step, D as the critic
-    in the G step. Each network's u, v then advance once per update of its own weights, in its own step,
-    and such a pass launches about 9 fewer GPU kernels per layer, which counts on a GPU where the BigGAN
-    step waits on kernel launches (BENCHMARKS.md).
-    """
-    norms = [m for module in modules for m in _spectral_norms(module) if m.training]
-    for m in norms:
-        m.training = False
-    try:
-        yield
-    finally:
-        for m in norms:
-            m.training = True
 
 
 def _orthogonal(module: nn.Module) -> nn.Module:
