@@ -94,7 +94,7 @@ class TrainConfig:
     augment: str = ""  # DiffAugment policy, e.g. "color,translation,cutout"; "" = none
     hflip: bool = True  # random horizontal flips of the real images
     real_noise: float = field(default=0.0, metadata=_range(0.0, 1.0))  # uniform noise added to real images
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: bf16/fp16 on a GPU, fp32 on CPU
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: see runtime.pick_amp_dtype
     channels_last: bool = True  # GPU only
     compile: bool = False  # torch.compile the models (GPU)
     time_budget_min: float = field(default=0.0, metadata=_range(0.0, None))  # 0: none; stops cleanly in time

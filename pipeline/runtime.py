@@ -122,7 +122,14 @@ def pick_device(requested: str = "auto", local_rank: int = 0) -> torch.device:
 
 
 def pick_amp_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """``auto`` is bf16 on GPUs that have it (Ampere and newer), fp16 on older ones (Kaggle's P100), fp32 on CPU."""
+    """The autocast dtype; None is full fp32 (TF32 convolutions and matmuls on a GPU, see setup_runtime).
+
+    ``auto`` is fp32 on the CPU and on GPUs with native bf16 (Ampere and newer), fp16 on older GPUs (Kaggle's
+    P100, a T4). On an H100 every model trained faster in fp32 (TF32) than under bf16 autocast at batch 32 to
+    256 (BENCHMARKS.md): at these sizes the step waits on kernel launches, and autocast adds cast kernels
+    while TF32 already runs the convolutions on tensor cores. Older GPUs have no TF32, so there fp16 is
+    where their speed is (not measured here: no such GPU was available). bf16 is still there by name.
+    """
     if precision == "fp32":
         return None
     if precision == "bf16":
@@ -131,9 +138,9 @@ def pick_amp_dtype(precision: str, device: torch.device) -> torch.dtype | None:
         if device.type != "cuda":
             raise RuntimeError("precision fp16 needs a CUDA GPU; use fp32 or bf16 on the CPU.")
         return torch.float16
-    if device.type != "cuda":
+    if device.type != "cuda" or has_native_bf16(device):
         return None
-    return torch.bfloat16 if has_native_bf16(device) else torch.float16
+    return torch.float16
 
 
 def has_native_bf16(device: torch.device) -> bool:
