@@ -124,15 +124,17 @@ def main() -> int:
                          "22,000-image reference (random-weight Inception file when the real one is absent), "
                          "first computing the reference statistics, then reusing them")
     ap.add_argument("--ref-images", type=int, default=22_000, help="reference images of --full-score")
+    ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="generate.precision")
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     ck, zp = args.work / "checkpoint.pt", args.work / "images.zip"
     make_checkpoint(ck, args.model)
     py = sys.executable
-    results = {"model": args.model, "n": args.n, "device": str(pick_device(args.device)),
+    results = {"model": args.model, "n": args.n, "device": str(pick_device(args.device)), "precision": args.precision,
                "torch": torch.__version__, "threads": torch.get_num_threads()}
     results["generate_zip_s"] = round(timed([py, "-m", "pipeline.generate", "--checkpoint", str(ck), "--out", str(zp),
-                                              "--n", str(args.n), "--no-progress", "--device", args.device]), 2)
+                                              "--n", str(args.n), "--no-progress", "--device", args.device,
+                                              "--set", f"generate.precision={args.precision}"]), 2)
     results["validate_s"] = round(timed([py, "-m", "pipeline.validate", str(zp), "--expected", str(args.n)]), 2)
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (args.feature_images, 64, 64, 3), dtype=np.uint8)

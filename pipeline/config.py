@@ -149,6 +149,8 @@ class GenerateConfig:
     use_ema: bool = True  # sample the EMA generator
     batch_size: int = field(default=100, metadata=_range(1, 100_000))  # 500: 2.6x the memory, 17% slower on CPU
     seed: int = 0
+    # bf16: G runs under bf16 autocast, 2.2x faster on CPUs with AMX (pixels within 1-3 levels of fp32's)
+    precision: Literal["fp32", "bf16"] = "fp32"
 
 
 @dataclass(frozen=True)

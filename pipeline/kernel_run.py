@@ -174,7 +174,7 @@ def generate_submission(checkpoint: Path, cfg: GenerateConfig, zip_path: Path, g
     device = pick_device("auto")
     net = (G_ema if cfg.use_ema else G).to(device)
     batches = generate_images(net, cfg.n, net.z_dim, weights, cfg.truncation, cfg.seed, cfg.batch_size, device,
-                              progress=progress)
+                              progress=progress, precision=cfg.precision)
     first = write_zip(zip_path, batches, cfg.n)
     save_png(grid_path, image_grid(first, columns=8, zoom=1,
                                    title=f"{ck['model']} step {ck['step']}, truncation {cfg.truncation}"))
