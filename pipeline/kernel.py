@@ -352,6 +352,9 @@ def kaggle_warnings(params: dict) -> list[str]:
                         "P100 has 6.0 and would fail")
     if cfg.train.precision == "bf16":
         warnings.append("train.precision bf16: Kaggle's P100 and T4 have no native bf16; use auto (fp16 there)")
+    if cfg.generate.precision == "bf16":
+        warnings.append("generate.precision bf16: Kaggle's P100 and T4 have no native bf16 (it is for AMX CPUs); "
+                        "use fp32")
     steps = cfg.train.epochs * REAL_BOXES / cfg.train.batch_size
     if steps / cfg.train.sample_every > MAX_SAMPLE_GRIDS:
         grids = steps / cfg.train.sample_every

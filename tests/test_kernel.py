@@ -429,9 +429,10 @@ def test_build_warns_about_settings_that_fail_or_waste_time_on_kaggle(tmp_path, 
     assert kn.kaggle_warnings(tiny_params(train={"sample_every": 100})) == []
     assert "train.sample_every 1 draws about 2,766" in kn.kaggle_warnings(tiny_params())[0]  # 22126 / 8
     risky = tiny_params(train={"eval_every": 500, "compile": True, "epochs": 130, "sample_every": 6},
-                        score={"network": "inception"})
+                        score={"network": "inception"}, generate={"precision": "bf16"})
     warnings = "\n".join(kn.kaggle_warnings(risky))
     assert "score.inception_weights" in warnings and "compute capability 7.0" in warnings
+    assert "generate.precision bf16" in warnings
     assert "train.sample_every 6 draws about 59,925 sample grids" in warnings  # 130 * 22126 / 8 / 6
     slugged = kn.build(tiny_params(train={"sample_every": 100}, kernel={"slug": "tiny-dogs"}), tmp_path)
     assert slugged.folder.name == "tiny-dogs" and slugged.metadata["id"].endswith("/tiny-dogs")
