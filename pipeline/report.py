@@ -35,11 +35,12 @@ from pipeline.config import (ConfigError, GenerateConfig, ScoreConfig, add_confi
                              load_config)
 from pipeline.files import Dataset, load_dataset, write_bytes, write_text
 from pipeline.images import image_grid, png_bytes
-from pipeline.metrics.features import FeatureNetwork, FeatureNetworkError, extract_features, load_network
+from pipeline.metrics.features import FeatureNetwork, FeatureNetworkError, load_network
 from pipeline.metrics.mifid import (EPS_PRIVATE, EPS_PUBLIC, feature_statistics, frechet_distance, mean_distance,
                                    memorization_neighbours_to, mifid_result)
 from pipeline.runtime import pick_device
-from pipeline.score import NOT_COMPARABLE_NOTE, ReferenceStats, read_zip_images, reference_statistics
+from pipeline.score import (NOT_COMPARABLE_NOTE, ReferenceStats, read_zip_images, reference_statistics,
+                            submission_features)
 
 HTML_NAME = "memorization.html"
 PNG_NAME = "memorization.png"
@@ -278,7 +279,7 @@ def build_report(submission: str | Path, reference: str | Path, cfg: ScoreConfig
     network = load_network(cfg.network, cfg.inception_weights)
     ref = load_dataset(reference)
     stats, _ = reference_statistics(ref.images, network, cache_dir, cfg.batch_size, device, progress)
-    features = extract_features(network, images, cfg.batch_size, device, progress)
+    features, _ = submission_features(images, network, cache_dir, cfg.batch_size, device, progress)  # score's
     m = analyse(features, stats, network, cfg.eps, cfg.chunk, n_closest)
     histogram = histogram_png(m.distances, m.metrics)
     pairs = pairs_picture(images, ref, m)
@@ -305,7 +306,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--checkpoint", metavar="FILE",
                         help="checkpoint the images came from: adds a sample grid per breed (conditional models)")
     parser.add_argument("--cache", default="data/reference", metavar="DIR",
-                        help="cache of reference statistics, shared with the score stage (default: %(default)s)")
+                        help="cache of reference statistics and submission features, shared with the score stage "
+                             "(default: %(default)s)")
     parser.add_argument("--closest", type=int, default=16, metavar="K",
                         help="how many of the closest generated images to show (default: %(default)s)")
     parser.add_argument("--breeds", type=int, default=12, metavar="B",

@@ -142,17 +142,34 @@ def test_reference_cache_is_reused_and_invalidated_by_new_data(run, tmp_path, re
     assert "computed and cached" in capsys.readouterr().out
 
     assert run(sub) == 0
-    assert reference_extractions == [N_REF, N_GEN, N_GEN]  # the reference was not extracted again
+    assert reference_extractions == [N_REF, N_GEN]  # neither the reference nor the same submission again
     assert cached.stat().st_mtime_ns == stamp
     assert "reference statistics: reused" in capsys.readouterr().out
     assert run.result()["fid"] == pytest.approx(first["fid"], rel=1e-6)
 
     write_dataset(run.reference, pictures(N_REF, 7))  # same size, other images
     assert run(sub) == 0
-    assert reference_extractions == [N_REF, N_GEN, N_GEN, N_REF, N_GEN]
+    assert reference_extractions == [N_REF, N_GEN, N_REF]  # the submission's features are still valid
     assert run.result()["fid"] != pytest.approx(first["fid"], rel=1e-6)
     assert "computed and cached" in capsys.readouterr().out
-    assert not [p for p in run.cache.iterdir() if p.name != "standin.npz"]  # replaced atomically, no leftovers
+    # replaced atomically, no leftovers
+    assert sorted(p.name for p in run.cache.iterdir()) == ["standin.npz", "standin_submission.npz"]
+
+
+def test_submission_features_are_cached_by_pixels_and_network(tmp_path, reference_extractions):
+    network = F.load_network("standin")
+    images = pictures(N_GEN, 1)
+    first, reused = score.submission_features(images, network, tmp_path, progress=False)
+    assert not reused and reference_extractions == [N_GEN] and first.shape == (N_GEN, network.dim)
+    again, reused = score.submission_features(images, network, tmp_path, progress=False)
+    assert reused and reference_extractions == [N_GEN] and np.array_equal(again, first)
+    other = images.copy()
+    other[0, 0, 0, 0] ^= 1  # one pixel level: other images, other key
+    _, reused = score.submission_features(other, network, tmp_path, progress=False)
+    assert not reused and reference_extractions == [N_GEN, N_GEN]
+    (tmp_path / "standin_submission.npz").write_bytes(b"broken")
+    _, reused = score.submission_features(other, network, tmp_path, progress=False)
+    assert not reused and reference_extractions == [N_GEN, N_GEN, N_GEN]  # unreadable: recomputed
 
 
 def test_reference_statistics_match_a_direct_computation(tmp_path):
