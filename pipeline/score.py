@@ -100,23 +100,37 @@ def cache_file(cache_dir: str | os.PathLike, network_name: str) -> Path:
     return Path(cache_dir) / f"{network_name}.npz"
 
 
-def load_cached_reference(path: Path, key: str) -> ReferenceStats | None:
-    """The cached statistics at ``path`` if they were computed for ``key``; None otherwise."""
+def load_keyed(path: Path, key: str) -> dict[str, np.ndarray] | None:
+    """The arrays of the cache file ``path`` if it was written for ``key``; None if absent, stale or unreadable
+    (then the caller recomputes and replaces it)."""
     if not path.is_file():
         return None
     try:
         with np.load(path, allow_pickle=False) as z:
             if str(z["key"]) != key:
                 return None
-            return ReferenceStats(z["mu"], z["sigma"], z["normalized"], key, int(z["n_images"]), z["rows"])
+            return {name: z[name] for name in z.files if name != "key"}
     except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
-        return None  # unreadable: recompute and replace it
+        return None
+
+
+def save_keyed(path: Path, key: str, **arrays: np.ndarray) -> None:
+    """Write ``arrays`` and ``key`` to the cache file ``path`` atomically."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:  # a file object: numpy adds no ".npz" to the name
+        np.savez(fh, key=np.array(key), **arrays)
+
+
+def load_cached_reference(path: Path, key: str) -> ReferenceStats | None:
+    """The cached statistics at ``path`` if they were computed for ``key``; None otherwise."""
+    z = load_keyed(path, key)
+    if z is None or not {"mu", "sigma", "normalized", "n_images", "rows"} <= set(z):
+        return None
+    return ReferenceStats(z["mu"], z["sigma"], z["normalized"], key, int(z["n_images"]), z["rows"])
 
 
 def save_reference(path: Path, stats: ReferenceStats) -> None:
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:  # a file object: numpy adds no ".npz" to the name
-        np.savez(fh, key=np.array(stats.key), n_images=np.array(stats.n_images),
-                 mu=stats.mu, sigma=stats.sigma, normalized=stats.normalized, rows=stats.rows)
+    save_keyed(path, stats.key, n_images=np.array(stats.n_images), mu=stats.mu, sigma=stats.sigma,
+               normalized=stats.normalized, rows=stats.rows)
 
 
 def reference_statistics(
@@ -160,16 +174,11 @@ def submission_features(
     """
     key = reference_key(images, network)
     path = Path(cache_dir) / f"{network.name}_submission.npz"
-    if path.is_file():
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                if str(z["key"]) == key:
-                    return z["features"], True
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
-            pass  # unreadable: recompute and replace it
+    cached = load_keyed(path, key)
+    if cached is not None and "features" in cached:
+        return cached["features"], True
     features = extract_features(network, images, batch_size, device, progress)
-    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-        np.savez(fh, key=np.array(key), features=features)
+    save_keyed(path, key, features=features)
     return features, False
 
 
