@@ -21,7 +21,7 @@ from pipeline.config import ConfigError, validate_dataclass
 from pipeline.models import REGISTRY, build_model, model_entry
 from pipeline.models.biggan import BigGANOptions
 from pipeline.models.dcgan import DCGANOptions
-from pipeline.models.layers import minibatch_stddev, pixel_norm
+from pipeline.models.layers import SpectralNorm, cached_spectral_norms, minibatch_stddev, pixel_norm, sn_conv2d
 from pipeline.models.progan import ProGANOptions, schedule
 
 NAMES = sorted(REGISTRY)
@@ -386,3 +386,79 @@ def test_upsample_nearest_matches_interpolate(factor):
     x = torch.randn(3, 5, 4, 6)
     expected = torch.nn.functional.interpolate(x, scale_factor=factor, mode="nearest")
     assert torch.equal(upsample_nearest(x, factor), expected)
+
+
+# --- spectral norm ------------------------------------------------------------------------------------
+
+
+def test_spectral_norm_step_is_one_power_iteration_by_hand():
+    conv = sn_conv2d(3, 4, 3)
+    sn = conv.parametrizations.weight[0]
+    raw = conv.parametrizations.weight.original.detach()
+    matrix = raw.flatten(1)  # [4, 27]
+    u0 = sn._u.clone()
+    v = matrix.t() @ u0
+    v = v / v.norm()
+    u = matrix @ v
+    sigma = u.norm()
+    u = u / sigma
+    weight = conv.weight  # training mode: one iteration
+    assert torch.allclose(sn._v, v, atol=1e-6) and torch.allclose(sn._u, u, atol=1e-6)
+    assert torch.allclose(weight, raw / sigma, atol=1e-6)
+    assert float(torch.vdot(u, matrix @ v)) == pytest.approx(float(sigma), rel=1e-5)  # u^T W v = ||W v||
+    conv.eval()
+    before = sn._u.clone()
+    assert torch.allclose(conv.weight, raw / torch.vdot(sn._u, matrix @ sn._v), atol=1e-6)
+    assert torch.equal(sn._u, before)  # eval mode: no iteration
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_spectral_norm_gradient_is_that_of_u_w_v_with_u_v_constant(channels_last):
+    torch.manual_seed(0)
+    conv = sn_conv2d(3, 5, 3)
+    if channels_last:
+        conv = conv.to(memory_format=torch.channels_last)
+    sn, raw = conv.parametrizations.weight[0], conv.parametrizations.weight.original
+    probe = torch.randn(5, 3, 3, 3)
+    (conv.weight * probe).sum().backward()
+    ours = raw.grad.clone()
+    # the same expression through autograd, with the u, v this evaluation used (the updated buffers)
+    w = raw.detach().clone().requires_grad_(True)
+    sigma = torch.vdot(sn._u, w.flatten(1) @ sn._v)
+    ((w / sigma) * probe).sum().backward()
+    assert torch.allclose(ours, w.grad, atol=1e-5)
+
+
+def test_spectral_norm_state_dict_matches_torchs():
+    torch.manual_seed(0)
+    ours = sn_conv2d(3, 4, 3)
+    theirs = nn.utils.parametrizations.spectral_norm(nn.Conv2d(3, 4, 3))
+    assert set(ours.state_dict()) == set(theirs.state_dict())
+    ours.load_state_dict(theirs.state_dict())  # checkpoints written with torch's spectral norm still load
+    assert torch.equal(ours.parametrizations.weight.original, theirs.parametrizations.weight.original)
+
+
+def test_cached_spectral_norms_compute_once_and_backpropagate(monkeypatch):
+    torch.manual_seed(0)
+    conv = sn_conv2d(3, 4, 3)
+    sn = conv.parametrizations.weight[0]
+    x = torch.randn(2, 3, 8, 8)
+    reference = copy.deepcopy(conv)
+    iterations = []
+    original = SpectralNorm._power_iteration
+    monkeypatch.setattr(SpectralNorm, "_power_iteration", lambda self, m: iterations.append(self) or original(self, m))
+    with cached_spectral_norms(conv):
+        with torch.no_grad():
+            first = conv(x)  # the D step's G pass: no grad
+        copy.deepcopy(conv)  # G_ema can still be made while a cached weight holds a graph
+        conv(x).square().sum().backward()  # the G step: the same cached weight, with its graph
+        assert iterations == [sn]  # one power iteration for both passes
+    assert sn._cached is None and not sn.cache_enabled
+    expected = reference(x)  # uncached: one iteration from the same u, so the same result
+    expected.square().sum().backward()
+    assert torch.allclose(first, expected.detach(), atol=1e-6)
+    assert torch.allclose(conv.parametrizations.weight.original.grad,
+                          reference.parametrizations.weight.original.grad, atol=1e-5)
+    iterations.clear()
+    conv(x), conv(x)  # outside the block every use iterates
+    assert iterations == [sn, sn]

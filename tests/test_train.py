@@ -229,3 +229,25 @@ def test_g_step_runs_d_on_real_images_only_for_relativistic_losses(model, loss_n
     out = tr.train_step(parts, tr.DeviceData(tiny_dataset(), rt.device, 0), cfg, rt)
     assert len(calls) == d_passes  # D step (real + fake in one pass), G step on fakes (+ reals for rals)
     assert all(torch.isfinite(v) for v in out.values())
+
+
+def test_train_step_computes_g_spectral_norms_once_and_uses_fused_adam(monkeypatch):
+    from pipeline.models.layers import SpectralNorm
+    cfg = cfg_for("biggan")
+    rt = setup_runtime("fp32", False, "cpu")
+    parts = tr.build_parts(cfg, 2, rt, steps_per_epoch=6)
+    assert parts.opt_g.defaults["fused"] and parts.opt_d.defaults["fused"]
+    g_norms = {id(m) for m in parts.G.modules() if isinstance(m, SpectralNorm)}
+    d_norms = {id(m) for m in parts.D.modules() if isinstance(m, SpectralNorm)}
+    calls = []
+    original = SpectralNorm._power_iteration
+    monkeypatch.setattr(SpectralNorm, "_power_iteration", lambda self, m: calls.append(id(self)) or original(self, m))
+    out = tr.train_step(parts, tr.DeviceData(tiny_dataset(), rt.device, 0), cfg, rt)
+    # G: one evaluation for its no-grad pass in the D step and its G-step pass; D: D step, then G step
+    assert sorted(calls.count(i) for i in g_norms) == [1] * len(g_norms)
+    assert sorted(calls.count(i) for i in d_norms) == [2] * len(d_norms)
+    assert all(torch.isfinite(v) for v in out.values())
+    # the G step's backward went through the cached weights to every raw weight of G
+    raw = [p for k, p in parts.G.named_parameters() if k.endswith(".original")]
+    assert len(raw) == len(g_norms) and all(p.grad is not None and p.grad.abs().sum() > 0 for p in raw[:3])
+    assert all(p.grad is not None for p in raw)

@@ -8,22 +8,145 @@ channels_last tensors; none holds global state.
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils.parametrizations import spectral_norm
+from torch.nn.utils import parametrize
 
 # --- spectral normalisation (SAGAN, BigGAN) ------------------------------------------------------------
 #
-# torch.nn.utils.parametrizations.spectral_norm rather than the older hook-based torch.nn.utils.spectral_norm:
-# the old one stores the normalised weight as a plain non-leaf tensor attribute after each training forward,
-# so copy.deepcopy (how G_ema is made) fails with "Only Tensors created explicitly by the user support the
-# deepcopy protocol". The parametrization recomputes the weight on access, deep-copies at any time, keeps
-# its u/v power-iteration vectors as ordinary buffers (saved in state_dict, broadcast by DDP, copied by the
-# EMA), and clones them before use, so D may run twice before one backward (DDP, the G step).
+# A parametrization (torch.nn.utils.parametrize), like torch's own parametrizations.spectral_norm and with
+# the same state_dict keys (``parametrizations.weight.original``, ``....weight.0._u`` / ``._v``), rather
+# than the older hook-based torch.nn.utils.spectral_norm: that one stores the normalised weight as a
+# non-leaf tensor attribute after each training forward, so copy.deepcopy (how G_ema is made) fails. A
+# parametrization recomputes the weight on access, deep-copies at any time, and keeps its power-iteration
+# vectors u, v as ordinary buffers (saved in state_dict, broadcast by DDP, copied by the EMA).
+#
+# Our own rather than torch's for launch overhead: on a GPU a BigGAN training step is bound by kernel
+# launches, not by arithmetic (BENCHMARKS.md), and spectral norms made most of them (bench/count_ops.py).
+# This one takes the singular value from the power iteration's last product (two matrix-vector products
+# per evaluation, not three), and within ``cached_spectral_norms`` it is computed once for several
+# forward passes with the same weights: the generator runs twice per training step (no-grad fakes for the
+# D step, then the G step) with unchanged weights.
 
 SN_EPS = 1e-6  # BigGAN's epsilon for the power iteration's normalisation
+SN_INIT_ITERATIONS = 15  # power iterations at construction, so the first sigma is already close
+
+
+class _DivideBySigma(torch.autograd.Function):
+    """``weight / sigma`` with sigma = u^T Wm v for constant u, v: the gradient written out.
+
+    d/dW of (W / sigma) applied to g: ``(g - <g, W> / sigma * u v^T) / sigma`` (the rank-one term is the
+    gradient through sigma). Seven operators in place of the dozen that autograd records for the same
+    expression, which matters when the step is bound by kernel launches.
+    weight: [out, ...]; u: [out]; v: [prod(...)]; sigma: 0-d; returns weight's shape.
+    """
+
+    @staticmethod
+    def forward(ctx, weight, u, v, sigma):
+        ctx.save_for_backward(weight, u, v, sigma)
+        return weight / sigma
+
+    @staticmethod
+    def backward(ctx, grad):
+        weight, u, v, sigma = ctx.saved_tensors
+        coefficient = (grad * weight).sum() / sigma
+        rank_one = torch.outer(u * coefficient, v).reshape(weight.shape)
+        return (grad - rank_one) / sigma, None, None, None
+
+
+class SpectralNorm(nn.Module):
+    """The parametrization ``W -> W / sigma(W)``, sigma estimated by one power iteration per evaluation.
+
+    W: [out, ...] (conv [out, in, kh, kw], linear [out, in], embedding [num, dim]), seen as the matrix
+    ``Wm = W.flatten(1)`` [h, w]. Buffers: ``_u`` [h], ``_v`` [w], unit vectors. In training mode each
+    evaluation updates them as BigGAN and the SN paper do, ``v <- normalize(Wm^T u)``, ``u <- normalize(Wm v)``,
+    and sigma is ``u^T Wm v``, which for the new u equals ``||Wm v||``: so sigma needs no third product.
+    Its gradient is that of ``u^T Wm v`` with u, v constants (``u v^T``), as in Miyato et al. 2018. In
+    eval mode u and v stay as they are and sigma is ``u^T Wm v``.
+    """
+
+    def __init__(self, weight: torch.Tensor, eps: float = SN_EPS, init_iterations: int = SN_INIT_ITERATIONS):
+        super().__init__()
+        self.eps = eps
+        self.cache_enabled = False  # set by cached_spectral_norms
+        self._cached: torch.Tensor | None = None
+        matrix = weight.detach().flatten(1)
+        h, w = matrix.shape
+        self.register_buffer("_u", F.normalize(matrix.new_empty(h).normal_(0, 1), dim=0, eps=eps))
+        self.register_buffer("_v", F.normalize(matrix.new_empty(w).normal_(0, 1), dim=0, eps=eps))
+        with torch.no_grad():
+            for _ in range(init_iterations):
+                self._power_iteration(matrix)
+
+    @torch.no_grad()
+    def _power_iteration(self, matrix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One iteration on ``matrix`` [h, w]: updates ``_u``, ``_v`` in place and returns fresh copies of
+        them and sigma = u^T matrix v = ||matrix v|| (0-d), all without gradient."""
+        v = F.normalize(torch.mv(matrix.t(), self._u), dim=0, eps=self.eps)
+        wv = torch.mv(matrix, v)
+        sigma = torch.linalg.vector_norm(wv).clamp_min(self.eps)
+        u = wv / sigma  # F.normalize(wv) without computing the norm twice
+        self._u.copy_(u)
+        self._v.copy_(v)
+        return u, v, sigma
+
+    def _normalized(self, weight: torch.Tensor) -> torch.Tensor:
+        matrix = weight.detach().flatten(1)
+        if self.training:
+            u, v, sigma = self._power_iteration(matrix)
+        else:
+            u, v = self._u, self._v
+            sigma = torch.vdot(u, torch.mv(matrix, v))
+        return _DivideBySigma.apply(weight, u, v, sigma)
+
+    def forward(self, weight: torch.Tensor) -> torch.Tensor:
+        """weight [out, ...] -> weight / sigma, same shape."""
+        if torch.compiler.is_compiling() or not self.cache_enabled:  # this order: no recompile on the flag
+            return self._normalized(weight)
+        if self._cached is None:
+            # with a graph even when called under no_grad (the D step's G pass), so the G step that reuses
+            # it can backpropagate through it
+            with torch.set_grad_enabled(weight.requires_grad):
+                self._cached = self._normalized(weight)
+        return self._cached
+
+    def right_inverse(self, value: torch.Tensor) -> torch.Tensor:
+        # assigning module.weight = W stores W as the raw weight (as torch's spectral norm does)
+        return value
+
+    def __getstate__(self):
+        # a cached weight carries an autograd graph, which cannot be copied (copy.deepcopy makes G_ema)
+        state = self.__dict__.copy()
+        state["_cached"], state["cache_enabled"] = None, False
+        return state
+
+
+def spectral_norm(module: nn.Module, eps: float = SN_EPS) -> nn.Module:
+    """``module`` with its ``weight`` spectral-normed by :class:`SpectralNorm`; returns the module."""
+    parametrize.register_parametrization(module, "weight", SpectralNorm(module.weight, eps))
+    return module
+
+
+@contextmanager
+def cached_spectral_norms(*models: nn.Module):
+    """Within the block, each spectral norm of ``models`` is evaluated once, on first use, and reused.
+
+    For passes that share weights: the block must end before the weights change (the optimizer step),
+    and at most one backward may go through the cached weights. The training step wraps the generator's
+    two passes (D step, G step) in it: half the generator's spectral-norm work, one power iteration per
+    step as in the SN paper. Not used under torch.compile, which fuses the spectral norms anyway.
+    """
+    norms = [m for model in models for m in model.modules() if isinstance(m, SpectralNorm)]
+    for m in norms:
+        m.cache_enabled, m._cached = True, None
+    try:
+        yield
+    finally:
+        for m in norms:
+            m.cache_enabled, m._cached = False, None
 
 
 def _orthogonal(module: nn.Module) -> nn.Module:
@@ -37,17 +160,17 @@ def _orthogonal(module: nn.Module) -> nn.Module:
 def sn_conv2d(in_channels: int, out_channels: int, kernel_size: int, padding: int = 0, bias: bool = True) -> nn.Module:
     """Spectral-normed ``nn.Conv2d`` (stride 1), orthogonal init: [N, in, H, W] -> [N, out, H', W']."""
     conv = nn.Conv2d(in_channels, out_channels, kernel_size, padding=padding, bias=bias)
-    return spectral_norm(_orthogonal(conv), eps=SN_EPS)
+    return spectral_norm(_orthogonal(conv))
 
 
 def sn_linear(in_features: int, out_features: int, bias: bool = True) -> nn.Module:
     """Spectral-normed ``nn.Linear``, orthogonal init: [N, in] -> [N, out]."""
-    return spectral_norm(_orthogonal(nn.Linear(in_features, out_features, bias=bias)), eps=SN_EPS)
+    return spectral_norm(_orthogonal(nn.Linear(in_features, out_features, bias=bias)))
 
 
 def sn_embedding(num_embeddings: int, dim: int) -> nn.Module:
     """Spectral-normed ``nn.Embedding`` (BigGAN's projection-discriminator embedding): int64 [N] -> [N, dim]."""
-    return spectral_norm(_orthogonal(nn.Embedding(num_embeddings, dim)), eps=SN_EPS)
+    return spectral_norm(_orthogonal(nn.Embedding(num_embeddings, dim)))
 
 
 class ConditionalBatchNorm2d(nn.Module):
