@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Everything this project measures on a GPU machine, in one go (the GPU machines here are lent for
 # minutes at a time). Usage, from the repo root: bash bench/gpu_suite.sh OUT_DIR [part ...]
-#   parts: tests train compile profile submission eval kernel (default: tests train submission)
+#   parts: tests train ops compile graphs profile submission eval kernel (default: tests train submission)
+# Compiling BigGAN takes minutes: run compile and graphs in calls of their own.
 # Needs torch with CUDA, and pytorch-fid importable (on a machine without it: install its wheel first).
 set -uo pipefail
-out=${1:?usage: bash bench/gpu_suite.sh OUT_DIR [tests|train|compile|profile|submission|eval|kernel ...]}; shift
+out=${1:?usage: bash bench/gpu_suite.sh OUT_DIR [tests|train|ops|compile|graphs|profile|submission|eval|kernel ...]}; shift
 parts=${*:-tests train submission}
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1
@@ -20,6 +21,13 @@ for part in $parts; do
     train)
       $py bench/train_bench.py --defaults --models dcgan progan biggan --batch 64 128 --precision fp32 bf16 \
         --steps 30 --warmup 5 --json "$out/train_bench.json" 2>&1 | tee "$out/train_bench.log" ;;
+    ops)  # operators per step (launch count proxy; the same on any device)
+      for m in biggan dcgan progan; do $py bench/count_ops.py --model $m --gpu-adam --top 0; done 2>&1 \
+        | tee "$out/ops.log" ;;
+    graphs)  # torch.compile with CUDA graphs (mode reduce-overhead): the launch-bound BigGAN step's best hope
+      $py bench/train_bench.py --defaults --models biggan --batch 128 --precision fp32 bf16 --compile on \
+        --compile-mode reduce-overhead --steps 30 --warmup 5 --json "$out/train_graphs.json" 2>&1 \
+        | grep -v "^W" | tee "$out/train_graphs.log" ;;
     compile)
       $py bench/train_bench.py --defaults --models biggan dcgan --batch 128 --precision fp32 bf16 --compile on \
         --steps 30 --warmup 5 --json "$out/train_compile.json" 2>&1 | tee "$out/train_compile.log" ;;

@@ -1,7 +1,8 @@
 """Training throughput: images per second of each model, as the train stage runs it.
 
     .venv/bin/python bench/train_bench.py                       # every model, batch 64 and 128, this machine
-    python bench/train_bench.py --models biggan --batch 128 --precision bf16 --compile   # on a GPU
+    python bench/train_bench.py --models biggan --batch 128 --precision bf16 --compile on   # on a GPU
+    python bench/train_bench.py --models biggan --batch 128 --compile on --compile-mode reduce-overhead
 
 Times real ``train_step`` calls (D step on real + fake, G step, EMA update) on a synthetic 64x64
 data set held on the device, after warm-up steps, with the model sizes of ``params.yaml`` or the
@@ -39,11 +40,12 @@ def synthetic(n: int = 2048, classes: int = 120) -> Dataset:
 
 
 def bench_one(model: str, batch: int, precision: str, compile_: bool, defaults: bool, steps: int, warmup: int,
-              device: str) -> dict:
+              device: str, compile_mode: str = "default") -> dict:
     values = dict(read_params().get("train") or {})
     if defaults:  # the models' own defaults: the 1st-place sizes
         values = {k: v for k, v in values.items() if k not in ("dcgan", "biggan", "progan")}
-    values.update(model=model, batch_size=batch, precision=precision, compile=compile_, ema_decay=0.999)
+    values.update(model=model, batch_size=batch, precision=precision, compile=compile_, compile_mode=compile_mode,
+                  ema_decay=0.999)
     cfg = build_config("train", values)
     rt = setup_runtime(cfg.precision, cfg.channels_last, device)
     ds = synthetic()
@@ -65,7 +67,7 @@ def bench_one(model: str, batch: int, precision: str, compile_: bool, defaults: 
     g_params = sum(p.numel() for p in tr.unwrap(parts.G).parameters())
     d_params = sum(p.numel() for p in tr.unwrap(parts.D).parameters())
     return {
-        "model": model, "batch": batch, "precision": rt.precision, "compile": compile_,
+        "model": model, "batch": batch, "precision": rt.precision, "compile": compile_ and compile_mode,
         "options": str(cfg.model_options), "g_params": g_params, "d_params": d_params,
         "steps": steps, "seconds": round(dt, 3), "images_per_s": round(steps * batch * cfg.d_steps / dt, 1),
         "peak_gpu_mb": round(torch.cuda.max_memory_allocated() / 2**20) if rt.device.type == "cuda" else None,
@@ -79,6 +81,8 @@ def main() -> int:
     ap.add_argument("--batch", nargs="+", type=int, default=[64, 128])
     ap.add_argument("--precision", nargs="+", default=["fp32"], help="fp32, bf16, fp16 (GPU), auto")
     ap.add_argument("--compile", nargs="+", default=["off"], choices=["off", "on"], help="torch.compile the models")
+    ap.add_argument("--compile-mode", default="default",
+                    help="torch.compile mode with --compile on: default, reduce-overhead (CUDA graphs), max-autotune")
     ap.add_argument("--defaults", action="store_true", help="the models' default (1st-place) sizes, not params.yaml's")
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=2)
@@ -92,9 +96,9 @@ def main() -> int:
             for precision in args.precision:
                 for comp in args.compile:
                     r = bench_one(model, batch, precision, comp == "on", args.defaults, args.steps, args.warmup,
-                                  args.device)
+                                  args.device, args.compile_mode)
                     rows.append(r)
-                    print(f"{r['model']:7s} batch {r['batch']:4d} {r['precision']:5s} compile {comp:3s} "
+                    print(f"{r['model']:7s} batch {r['batch']:4d} {r['precision']:5s} compile {r['compile'] or 'off'} "
                           f"{r['images_per_s']:9.1f} img/s  G {r['g_params'] / 1e6:.2f}M  D {r['d_params'] / 1e6:.2f}M  "
                           f"peak GPU {r['peak_gpu_mb']} MB  ({r['device']})", flush=True)
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)

@@ -97,6 +97,9 @@ class TrainConfig:
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: see runtime.pick_amp_dtype
     channels_last: bool = True  # GPU only
     compile: bool = False  # torch.compile the models (GPU)
+    # torch.compile's mode: reduce-overhead adds CUDA graphs, which replay a pass's kernels without
+    # launching each one (a BigGAN step is launch-bound on a GPU; BENCHMARKS.md)
+    compile_mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = "default"
     time_budget_min: float = field(default=0.0, metadata=_range(0.0, None))  # 0: none; stops cleanly in time
     checkpoint_every: int = field(default=1000, metadata=_range(1, None))  # steps
     sample_every: int = field(default=500, metadata=_range(1, None))  # steps between sample grids

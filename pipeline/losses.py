@@ -99,7 +99,8 @@ class GanLoss:
     name: str
     d: Callable[[Tensor, Tensor, float], Tensor]
     g: Callable[[Tensor, Tensor], Tensor]
-    g_uses_real: bool = False  # g reads the real logits (relativistic); else training skips that D pass
+    g_uses_real: bool = False  # g reads the real logits (relativistic); else training skips that D pass and
+                               # passes None for them
 
 
 LOSSES: dict[str, GanLoss] = {

@@ -101,6 +101,9 @@ def total_steps(cfg: TrainConfig, n_images: int, world_size: int = 1) -> int:
     return max(1, math.ceil(cfg.epochs * n_images / (cfg.batch_size * world_size)))
 
 
+CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")  # torch.compile modes that use CUDA graphs
+
+
 def adam(params, lr: float, betas: tuple[float, float]) -> torch.optim.Adam:
     """Adam, fused (one kernel per parameter group on a GPU, and 3x faster on a CPU) where torch has it.
 
@@ -127,10 +130,12 @@ def build_parts(cfg: TrainConfig, n_breeds: int, rt: Runtime, steps_per_epoch: f
         period = max(1, round(cfg.cosine_restart_epochs * steps_per_epoch))
         sched_g = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(opt_g, T_0=period)
         sched_d = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(opt_d, T_0=period)
-    G_local, D_local = (torch.compile(G), torch.compile(D)) if cfg.compile else (G, D)
+    def compiled(m: nn.Module) -> nn.Module:
+        return torch.compile(m, mode=cfg.compile_mode) if cfg.compile else m
+
+    G_local, D_local = compiled(G), compiled(D)
     if rt.distributed:  # the gradient-synchronised copies: compile(DDP(model)), as torch.compile expects
-        G, D = rt.wrap(G), rt.wrap(D)
-        G, D = (torch.compile(G), torch.compile(D)) if cfg.compile else (G, D)
+        G, D = compiled(rt.wrap(G)), compiled(rt.wrap(D))
     else:
         G, D = G_local, D_local
     return Parts(G, D, G_ema, opt_g, opt_d, sched_g, sched_d, rt.grad_scaler(), rt.grad_scaler(), n_classes, aux,
@@ -164,6 +169,9 @@ def train_step(p: Parts, data: DeviceData, cfg: TrainConfig, rt: Runtime, step: 
     cond = p.n_classes > 0
     G_plain, D_plain = p.G_local, p.D_local
     D_params = unwrap(p.D)
+    if cfg.compile and cfg.compile_mode in CUDA_GRAPH_MODES:
+        # a new iteration for CUDA graph trees: the memory of the last step's graph outputs may be reused
+        torch.compiler.cudagraph_mark_step_begin()
 
     def aug(x):
         return diff_augment(x, cfg.augment) if cfg.augment else x
@@ -183,6 +191,8 @@ def train_step(p: Parts, data: DeviceData, cfg: TrainConfig, rt: Runtime, step: 
                 both = rt.images(aug(torch.cat([real, fake.to(real.dtype)])))
                 logits, cls = p.D(both, torch.cat([y, y_fake]) if cond else None)
                 real_logits, fake_logits = logits[: len(real)], logits[len(real):]
+                # read now: under CUDA graphs a pass's outputs are overwritten by the next pass
+                d_real = real_logits.detach().float().mean()
                 loss_d = loss.d(real_logits, fake_logits, cfg.label_smoothing)
                 if p.aux:
                     loss_d = loss_d + cfg.aux_class_weight * class_loss(cls[: len(real)], y)
@@ -207,7 +217,8 @@ def train_step(p: Parts, data: DeviceData, cfg: TrainConfig, rt: Runtime, step: 
                             real_logits, _ = D_plain(aug(real), y if cond else None)
                 else:  # the other losses ignore them: no third D pass (the D step's real logits are reported)
                     fake_logits, fake_cls = D_plain(aug(rt.images(fake)), y_fake if cond else None)
-                    real_logits = real_logits.detach()
+                    real_logits = None
+                d_fake = fake_logits.detach().float().mean()
                 loss_g = loss.g(real_logits, fake_logits)
                 if p.aux:
                     loss_g = loss_g + cfg.aux_class_weight * class_loss(fake_cls, y_fake)
@@ -222,8 +233,7 @@ def train_step(p: Parts, data: DeviceData, cfg: TrainConfig, rt: Runtime, step: 
     for s in (p.sched_g, p.sched_d):
         if s is not None:
             s.step()
-    return {"loss_d": loss_d.detach(), "loss_g": loss_g.detach(),
-            "d_real": real_logits.detach().float().mean(), "d_fake": fake_logits.detach().float().mean()}
+    return {"loss_d": loss_d.detach(), "loss_g": loss_g.detach(), "d_real": d_real, "d_fake": d_fake}
 
 
 def as_floats(values: dict[str, torch.Tensor | float]) -> dict[str, float]:

@@ -1,5 +1,6 @@
 """The training stage on tiny data: learning happens, checkpoints round-trip, resume, budget, DDP."""
 
+import math
 import os
 import signal
 import subprocess
@@ -251,3 +252,17 @@ def test_train_step_computes_g_spectral_norms_once_and_uses_fused_adam(monkeypat
     raw = [p for k, p in parts.G.named_parameters() if k.endswith(".original")]
     assert len(raw) == len(g_norms) and all(p.grad is not None and p.grad.abs().sum() > 0 for p in raw[:3])
     assert all(p.grad is not None for p in raw)
+
+
+def test_compiled_training_step_runs_with_cuda_graph_mode():
+    """torch.compile with mode reduce-overhead (CUDA graphs on a GPU; compiled without them on a CPU):
+    the step reads each pass's outputs before the next pass, as CUDA graph trees require. About 40 s."""
+    cfg = cfg_for("dcgan", compile=True, compile_mode="reduce-overhead")
+    rt = setup_runtime("fp32", False, "cpu")
+    parts = tr.build_parts(cfg, 2, rt, steps_per_epoch=6)
+    assert parts.G is not tr.unwrap(parts.G)  # the compiled wrapper
+    data = tr.DeviceData(tiny_dataset(), rt.device, 0)
+    before = [p.detach().clone() for p in tr.unwrap(parts.G).parameters()]
+    steps = [tr.as_floats(tr.train_step(parts, data, cfg, rt)) for _ in range(2)]
+    assert all(math.isfinite(v) for s in steps for v in s.values())
+    assert any(not torch.equal(a, b) for a, b in zip(before, tr.unwrap(parts.G).parameters()))
