@@ -61,11 +61,13 @@ class SpectralNorm(nn.Module):
     """The parametrization ``W -> W / sigma(W)``, sigma estimated by one power iteration per evaluation.
 
     W: [out, ...] (conv [out, in, kh, kw], linear [out, in], embedding [num, dim]), seen as the matrix
-    ``Wm = W.flatten(1)`` [h, w]. Buffers: ``_u`` [h], ``_v`` [w], unit vectors. In training mode each
-    evaluation updates them as BigGAN and the SN paper do, ``v <- normalize(Wm^T u)``, ``u <- normalize(Wm v)``,
-    and sigma is ``u^T Wm v``, which for the new u equals ``||Wm v||``: so sigma needs no third product.
-    Its gradient is that of ``u^T Wm v`` with u, v constants (``u v^T``), as in Miyato et al. 2018. In
-    eval mode u and v stay as they are and sigma is ``u^T Wm v``.
+    ``Wm = W.flatten(1)`` [h, w]. Buffers: ``_u`` [h], ``_v`` [w], unit vectors. In training mode, when W
+    is being trained (requires grad), each evaluation updates them as BigGAN and the SN paper do,
+    ``v <- normalize(Wm^T u)``, ``u <- normalize(Wm v)``, and sigma is ``u^T Wm v``, which for the new u
+    equals ``||Wm v||``: so sigma needs no third product. Its gradient is that of ``u^T Wm v`` with u, v
+    constants (``u v^T``), as in Miyato et al. 2018. Otherwise (eval mode, or a frozen W such as D's while G
+    trains) u and v stay as they are and sigma is ``u^T Wm v``: one power iteration per update of W, as in
+    the SN paper's algorithm, where BigGAN's code also iterates in the passes that do not update W.
     """
 
     def __init__(self, weight: torch.Tensor, eps: float = SN_EPS, init_iterations: int = SN_INIT_ITERATIONS):
@@ -95,7 +97,7 @@ class SpectralNorm(nn.Module):
 
     def _normalized(self, weight: torch.Tensor) -> torch.Tensor:
         matrix = weight.detach().flatten(1)
-        if self.training:
+        if self.training and weight.requires_grad:  # one iteration per update of W, as in the SN paper
             u, v, sigma = self._power_iteration(matrix)
         else:
             u, v = self._u, self._v
