@@ -267,3 +267,23 @@ def test_compiled_training_step_runs_with_cuda_graph_mode():
     steps = [tr.as_floats(tr.train_step(parts, data, cfg, rt)) for _ in range(2)]
     assert all(math.isfinite(v) for s in steps for v in s.values())
     assert any(not torch.equal(a, b) for a, b in zip(before, tr.unwrap(parts.G).parameters()))
+
+
+def test_fp16_loss_scaling_skips_overflowing_steps_with_fused_adam():
+    """The fp16 path that ``precision: auto`` takes on Kaggle's P100 and T4 (autocast fp16, GradScaler, fused
+    Adam), run on the CPU: a step whose scaled gradients overflow changes no weight and halves the scale."""
+    from pipeline.runtime import Runtime
+    cfg = cfg_for("dcgan")
+    rt = Runtime(torch.device("cpu"), torch.float16, False)
+    parts = tr.build_parts(cfg, 2, rt, steps_per_epoch=6)
+    assert parts.scaler_d.is_enabled() and parts.opt_d.defaults["fused"]
+    data = tr.DeviceData(tiny_dataset(), rt.device, 0)
+    parts.scaler_d = torch.amp.GradScaler("cpu", init_scale=2.0**70)  # fp16 gradients overflow at this scale
+    before = [p.detach().clone() for p in parts.D.parameters()]
+    tr.train_step(parts, data, cfg, rt)
+    assert all(torch.equal(a, b) for a, b in zip(before, parts.D.parameters()))  # the step was skipped
+    assert parts.scaler_d.get_scale() == 2.0**69
+    parts.scaler_d = torch.amp.GradScaler("cpu", init_scale=2.0**10)
+    out = tr.as_floats(tr.train_step(parts, data, cfg, rt))
+    assert any(not torch.equal(a, b) for a, b in zip(before, parts.D.parameters()))
+    assert all(math.isfinite(v) for v in out.values())
