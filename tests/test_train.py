@@ -177,11 +177,12 @@ def test_cli_reports_bad_params(tmp_path):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("model", ["dcgan", "progan"])
+@pytest.mark.parametrize("model", ["dcgan", "progan", "biggan"])
 def test_two_process_ddp_on_cpu(tmp_path, model):
     """torchrun with two CPU processes (gloo): the same command trains and writes one checkpoint.
 
-    progan also checks that layers without gradients at the early resolutions do not stall DDP.
+    progan also checks that layers without gradients at the early resolutions do not stall DDP; biggan
+    that G's cached spectral norms survive DDP's broadcast of the u, v buffers in the G step.
     """
     save_dataset(tmp_path / "d.npz", tiny_dataset())
     _write_params(tmp_path, epochs=1.0, model=model)  # 48 images / (8 x 2 processes) = 3 steps
