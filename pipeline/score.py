@@ -35,6 +35,7 @@ from pipeline.files import atomic_path, load_dataset, write_json
 from pipeline.metrics import leaderboard
 from pipeline.metrics.features import FeatureNetwork, FeatureNetworkError, extract_features, load_network
 from pipeline.metrics.mifid import mifid_from_reference, nonzero_rows, prepare_reference
+from pipeline.metrics.phases import Phases, record
 from pipeline.runtime import pick_device
 from pipeline.validate import validate_zip
 
@@ -140,21 +141,27 @@ def reference_statistics(
     batch_size: int = 100,
     device="cpu",
     progress: bool = True,
+    phases: Phases | None = None,
 ) -> tuple[ReferenceStats, bool]:
     """(statistics of ``images`` uint8 [M, H, W, 3] under ``network``, whether they came from the cache).
 
     Reused from ``cache_dir``/<network>.npz when its key matches; computed and written (atomically,
-    replacing a stale file) otherwise.
+    replacing a stale file) otherwise. ``phases``: where the steps' wall times go (None: not recorded).
     """
-    key = reference_key(images, network)
+    with record(phases, "reference: cache key (hash)"):
+        key = reference_key(images, network)
     path = cache_file(cache_dir, network.name)
-    cached = load_cached_reference(path, key)
+    with record(phases, "reference: cache read"):
+        cached = load_cached_reference(path, key)
     if cached is not None:
         return cached, True
-    features = extract_features(network, images, batch_size, device, progress)
-    mu, sigma, normalized = prepare_reference(features)
-    stats = ReferenceStats(mu, sigma, normalized, key, len(images), np.flatnonzero(nonzero_rows(features)))
-    save_reference(path, stats)
+    with record(phases, "reference: features"):
+        features = extract_features(network, images, batch_size, device, progress)
+    with record(phases, "reference: statistics"):
+        mu, sigma, normalized = prepare_reference(features)
+        stats = ReferenceStats(mu, sigma, normalized, key, len(images), np.flatnonzero(nonzero_rows(features)))
+    with record(phases, "reference: cache write"):
+        save_reference(path, stats)
     return stats, False
 
 
@@ -165,6 +172,7 @@ def submission_features(
     batch_size: int = 100,
     device="cpu",
     progress: bool = True,
+    phases: Phases | None = None,
 ) -> tuple[np.ndarray, bool]:
     """(features float32 [N, D] of a submission's ``images`` uint8 [N, H, W, 3], whether they came from the cache).
 
@@ -172,13 +180,17 @@ def submission_features(
     (the pixels' hash and the network's weights), so the report stage that follows the score stage reuses
     them: with Inception on a CPU that saves the 10,000 images' features, about 9 minutes.
     """
-    key = reference_key(images, network)
+    with record(phases, "submission: cache key (hash)"):
+        key = reference_key(images, network)
     path = Path(cache_dir) / f"{network.name}_submission.npz"
-    cached = load_keyed(path, key)
+    with record(phases, "submission: cache read"):
+        cached = load_keyed(path, key)
     if cached is not None and "features" in cached:
         return cached["features"], True
-    features = extract_features(network, images, batch_size, device, progress)
-    save_keyed(path, key, features=features)
+    with record(phases, "submission: features"):
+        features = extract_features(network, images, batch_size, device, progress)
+    with record(phases, "submission: cache write"):
+        save_keyed(path, key, features=features)
     return features, False
 
 
@@ -193,14 +205,17 @@ def score_images(
     device="cpu",
     progress: bool = True,
     features: np.ndarray | None = None,
+    phases: Phases | None = None,
 ) -> dict:
     """MiFID of generated ``images`` uint8 [N, 64, 64, 3] against ``stats``: the metrics dict, less ``seconds``.
 
     ``features``: the images' features when already computed (see :func:`submission_features`).
     """
     if features is None:
-        features = extract_features(network, images, cfg.batch_size, device, progress)
-    result = mifid_from_reference(features, stats.mu, stats.sigma, stats.normalized, eps=cfg.eps, chunk=cfg.chunk)
+        with record(phases, "submission: features"):
+            features = extract_features(network, images, cfg.batch_size, device, progress)
+    result = mifid_from_reference(features, stats.mu, stats.sigma, stats.normalized, eps=cfg.eps, chunk=cfg.chunk,
+                                  phases=phases)
     return {
         "network": network.name,
         "comparable_to_kaggle": network.comparable_to_kaggle,
@@ -253,19 +268,23 @@ def score_submission(
     cache_dir: str | os.PathLike,
     device="cpu",
     progress: bool = True,
+    phases: Phases | None = None,
 ) -> tuple[dict, bool]:
     """The stage's core: (metrics dict with exactly METRIC_KEYS, whether the reference came from the cache).
 
     Raises SubmissionError (invalid zip), FeatureNetworkError (network or weights), FileNotFoundError /
-    ValueError (no prepared dataset).
+    ValueError (no prepared dataset). ``phases``: where the steps' wall times go (None: not recorded).
     """
     t0 = time.perf_counter()
-    images = read_zip_images(submission, cfg.expected_images)  # first: the check most likely to fail
-    network = load_network(cfg.network, cfg.inception_weights)  # before the costly part: weights may be missing
-    ref_images = load_dataset(reference).images
-    stats, reused = reference_statistics(ref_images, network, cache_dir, cfg.batch_size, device, progress)
-    features, _ = submission_features(images, network, cache_dir, cfg.batch_size, device, progress)
-    metrics = score_images(images, stats, network, cfg, device, progress, features=features)
+    with record(phases, "zip: read, validate, decode"):
+        images = read_zip_images(submission, cfg.expected_images)  # first: the check most likely to fail
+    with record(phases, "feature network: build"):
+        network = load_network(cfg.network, cfg.inception_weights)  # before the costly part: weights may be missing
+    with record(phases, "reference: dataset load"):
+        ref_images = load_dataset(reference).images
+    stats, reused = reference_statistics(ref_images, network, cache_dir, cfg.batch_size, device, progress, phases)
+    features, _ = submission_features(images, network, cache_dir, cfg.batch_size, device, progress, phases)
+    metrics = score_images(images, stats, network, cfg, device, progress, features=features, phases=phases)
     metrics["seconds"] = round(time.perf_counter() - t0, 2)
     return metrics, reused
 
@@ -300,8 +319,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="checkpoint the images came from; its model and settings go into the leaderboard row")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default: %(default)s)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("--verbose", action="store_true",
+                        help="at the end, print the wall time of each step (zip, hashing, caches, features, ...)")
     add_config_arguments(parser, "score")
     args = parser.parse_args(argv)
+    phases = Phases() if args.verbose else None
     try:
         cfg = config_from_args(args, "score")
         # early, so that a wrong checkpoint path or device fails before any feature is computed
@@ -311,15 +333,16 @@ def main(argv: list[str] | None = None) -> int:
         except RuntimeError as exc:
             raise ConfigError(str(exc)) from None
         metrics, reused = score_submission(args.submission, args.reference, cfg, args.cache, device,
-                                           progress=not args.no_progress)
+                                           progress=not args.no_progress, phases=phases)
     # ValueError covers ConfigError, SubmissionError, CheckpointError, a bad dataset and broken features
     except (ValueError, FeatureNetworkError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     metrics = {k: metrics[k] for k in METRIC_KEYS}
-    write_json(args.metrics, metrics)
-    row = leaderboard.make_row(metrics, model, params)
-    paths = leaderboard.update_leaderboard(args.leaderboard_dir, row)
+    with record(phases, "metrics JSON + leaderboard"):
+        write_json(args.metrics, metrics)
+        row = leaderboard.make_row(metrics, model, params)
+        paths = leaderboard.update_leaderboard(args.leaderboard_dir, row)
     if metrics["memorizer"]:
         print(memorizer_warning(metrics), file=sys.stderr)
     rank = row["kaggle_2019_rank"] if metrics["comparable_to_kaggle"] else None
@@ -327,6 +350,8 @@ def main(argv: list[str] | None = None) -> int:
           f"{cache_file(args.cache, cfg.network)}")
     print(summary(metrics, rank))
     print(f"wrote {args.metrics}; leaderboard row added to {paths['csv']} ({paths['md'].name}, {paths['png'].name})")
+    if phases is not None:
+        print("wall time per step (imports and interpreter start not included):\n" + phases.report())
     return 0
 
 
