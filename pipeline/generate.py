@@ -17,11 +17,9 @@ first images is written beside it.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 import zipfile
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +29,7 @@ from tqdm import tqdm
 from pipeline.checkpoint import CheckpointError, load_checkpoint, models_from
 from pipeline.config import ConfigError, add_config_arguments, config_from_args
 from pipeline.files import atomic_path
-from pipeline.images import image_grid, png_bytes, save_gif, save_png
+from pipeline.images import codec_threads, image_grid, png_bytes, save_gif, save_png
 from pipeline.runtime import pick_device
 from pipeline.walks import plan_walks, render_walk
 
@@ -121,9 +119,9 @@ def write_zip(path: Path, batches, n: int) -> np.ndarray:
     Returns the first (up to) 64 images for the grid. PNGs are already compressed, so they are stored.
     """
     first = []
-    # PNG encoding (zlib) releases the GIL: threads encode a batch in parallel, map keeps the order
+    # threads encode a batch in parallel (see codec_threads); map keeps the order
     with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as z, \
-            ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+            codec_threads() as pool:
         i = 0
         for pixels in batches:
             for image, data in zip(pixels, pool.map(png_bytes, pixels)):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import math
 import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Literal, Sequence
 
 import numpy as np
@@ -83,6 +84,15 @@ def render_crop(im: Image.Image, plan: CropPlan, scale: tuple[float, float], siz
     ox, oy = x0 - px0, y0 - py0  # where the region's origin sits in decoded coordinates
     box = (canvas.x0 - ox, canvas.y0 - oy, canvas.x1 - ox, canvas.y1 - oy)
     return np.asarray(pixels.resize((size, size), _PIL_RESAMPLE[resample], box=box))
+
+
+def codec_threads() -> ThreadPoolExecutor:
+    """A thread pool for encoding or decoding many small PNGs (use it in a ``with`` block).
+
+    zlib and PIL's codecs release the GIL, so threads run them in parallel; the Python around each image holds
+    it, which is why more than 8 threads gain nothing.
+    """
+    return ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1))
 
 
 def png_bytes(image: np.ndarray | Image.Image) -> bytes:

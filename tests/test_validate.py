@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import io
+import struct
 import zipfile
+import zlib
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from pipeline import validate
 from pipeline.validate import SubmissionError, ValidationResult, main, validate_zip
 
 
@@ -132,6 +135,64 @@ def test_first_problem_wins(tmp_path):
     members["1.png"] = png(size=(32, 32))  # first in archive order
     members["3.png"] = png(fmt="JPEG")
     assert error_of(make_zip(tmp_path / "images.zip", members)).startswith("1.png: image is 32x32")
+
+
+def with_chunk(data: bytes, ctype: bytes, body: bytes, crc_flip: int = 0) -> bytes:
+    """``data`` (a PNG) with one more chunk inserted just before IEND; ``crc_flip`` spoils its CRC."""
+    crc = zlib.crc32(ctype + body) ^ crc_flip
+    chunk = struct.pack(">I", len(body)) + ctype + body + struct.pack(">I", crc)
+    return data[:-12] + chunk + data[-12:]
+
+
+def test_bad_checksum_of_an_ancillary_chunk_is_rejected(tmp_path):
+    # PIL decodes every pixel of it (the chunk comes after the pixel data): only the chunk CRCs catch it
+    members = good_members(5)
+    members["2.png"] = with_chunk(members["2.png"], b"tEXt", b"Comment\x00hello", crc_flip=1)
+    msg = error_of(make_zip(tmp_path / "images.zip", members))
+    assert msg.startswith("2.png: truncated or corrupt PNG") and "tEXt" in msg
+    members["2.png"] = with_chunk(good_members(3)["2.png"], b"tEXt", b"Comment\x00hello")
+    assert validate_zip(make_zip(tmp_path / "ok.zip", members), expected=5).images == 5  # a valid extra chunk
+
+
+def test_first_problem_wins_across_thread_blocks(tmp_path, monkeypatch):
+    # one member per block: the blocks run on several threads, the first problem in archive order is reported
+    monkeypatch.setattr(validate, "CHECK_BLOCK", 1)
+    members = good_members(8)
+    members["6.png"] = png(fmt="JPEG")
+    members["2.png"] = png(size=(32, 32))
+    assert error_of(make_zip(tmp_path / "a.zip", members), expected=8).startswith("2.png: image is 32x32")
+    # a member that cannot be read from the zip (bad zip CRC) loses to a bad PNG before it ...
+    path = make_zip(tmp_path / "b.zip", {**good_members(8), "2.png": png(size=(32, 32))})
+    spoil_member(path, "5.png")
+    assert error_of(path, expected=8).startswith("2.png: image is 32x32")
+    # ... and is reported when every member before it is good
+    path = make_zip(tmp_path / "c.zip", good_members(8))
+    spoil_member(path, "5.png")
+    assert error_of(path, expected=8).startswith("5.png: cannot be read from")
+
+
+def spoil_member(path, name: str) -> None:
+    """Flip one byte of the stored member ``name`` inside the zip, so its zip CRC fails."""
+    with zipfile.ZipFile(path) as zf:
+        info = zf.getinfo(name)
+    raw = bytearray(open(path, "rb").read())
+    # the data starts after the 30-byte local header, the file name and the extra field
+    start = info.header_offset + 30 + len(info.filename.encode()) + len(info.extra)
+    raw[start + 40] ^= 0xFF
+    open(path, "wb").write(bytes(raw))
+
+
+def test_pixels_come_back_in_archive_order(tmp_path, monkeypatch):
+    monkeypatch.setattr(validate, "CHECK_BLOCK", 3)
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, (10, 64, 64, 3), dtype=np.uint8)
+    members = {}
+    for i, image in enumerate(images):
+        buf = io.BytesIO()
+        Image.fromarray(image).save(buf, format="PNG")
+        members[f"{i}.png"] = buf.getvalue()
+    result = validate_zip(make_zip(tmp_path / "images.zip", members), expected=10, keep_pixels=True)
+    assert result.pixels.shape == (10, 64, 64, 3) and np.array_equal(result.pixels, images)
 
 
 def test_cli_exit_codes(tmp_path, capsys):
