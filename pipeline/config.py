@@ -170,6 +170,9 @@ class ScoreConfig:
     inception_weights: str = ""  # path of pt_inception-2015-12-05-6726825d.pth; "" = $FID_WEIGHTS or the hub cache
     expected_images: int = field(default=10_000, metadata=_range(1, None))  # images the zip must hold (Kaggle: 10,000)
     chunk: int = field(default=1024, metadata=_range(1, None))  # generated rows per block of the distance computation
+    # how Tr sqrtm(sigma_gen sigma_ref) is taken (pipeline.metrics.mifid.FRECHET_METHODS): sqrtm is Kaggle's
+    # computation (10-30 s at 2048-d); eigh gives the same number to about 1e-12 from eigenvalues, in about a second
+    frechet: Literal["sqrtm", "eigh"] = "sqrtm"
 
 
 KAGGLE_RUN_LIMIT_MIN = 540.0  # Kaggle stops a kernel after 9 hours

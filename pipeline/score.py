@@ -19,6 +19,7 @@ Exit status 0 on success, 2 with ``error: <problem>`` for an invalid zip, a miss
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import os
@@ -34,12 +35,12 @@ from pipeline.config import ConfigError, ScoreConfig, add_config_arguments, conf
 from pipeline.files import atomic_path, load_dataset, write_json
 from pipeline.metrics import leaderboard
 from pipeline.metrics.features import FeatureNetwork, FeatureNetworkError, extract_features, load_network
-from pipeline.metrics.mifid import mifid_from_reference, nonzero_rows, prepare_reference
+from pipeline.metrics.mifid import CovarianceRoot, covariance_root, mifid_from_reference, nonzero_rows, prepare_reference
 from pipeline.metrics.phases import Phases, record
 from pipeline.runtime import pick_device
 from pipeline.validate import validate_zip
 
-METRIC_KEYS = ("network", "comparable_to_kaggle", "n_images", "fid", "distance", "distance_thresholded",
+METRIC_KEYS = ("network", "comparable_to_kaggle", "n_images", "fid", "frechet", "distance", "distance_thresholded",
                "mifid", "eps", "memorizer", "seconds")
 NOT_COMPARABLE_NOTE = ("stand-in network: these numbers are NOT comparable to Kaggle's leaderboard (nor to "
                        "Inception scores); set score.network: inception for those")
@@ -73,7 +74,8 @@ class ReferenceStats:
     mu float64 [D], sigma float64 [D, D], normalized float32 [M', D] (non-zero rows, unit norm);
     key: what they were computed from (data hash, network, weights); n_images: M;
     rows int64 [M']: the reference image of each normalised row (all-zero rows are dropped), so a nearest
-    neighbour can be shown as the training crop it is.
+    neighbour can be shown as the training crop it is;
+    root: the symmetric square root of sigma (score.frechet: eigh), cached with the rest.
     """
 
     mu: np.ndarray
@@ -82,6 +84,7 @@ class ReferenceStats:
     key: str
     n_images: int
     rows: np.ndarray
+    root: CovarianceRoot | None = None
 
 
 def reference_key(images: np.ndarray, network: FeatureNetwork) -> str:
@@ -126,12 +129,15 @@ def load_cached_reference(path: Path, key: str) -> ReferenceStats | None:
     z = load_keyed(path, key)
     if z is None or not {"mu", "sigma", "normalized", "n_images", "rows"} <= set(z):
         return None
-    return ReferenceStats(z["mu"], z["sigma"], z["normalized"], key, int(z["n_images"]), z["rows"])
+    # files written before the root was cached have none: the caller adds it (no features recomputed)
+    root = CovarianceRoot(z["root"], bool(z["root_singular"])) if {"root", "root_singular"} <= set(z) else None
+    return ReferenceStats(z["mu"], z["sigma"], z["normalized"], key, int(z["n_images"]), z["rows"], root)
 
 
 def save_reference(path: Path, stats: ReferenceStats) -> None:
+    roots = {} if stats.root is None else {"root": stats.root.root, "root_singular": np.array(stats.root.singular)}
     save_keyed(path, stats.key, n_images=np.array(stats.n_images), mu=stats.mu, sigma=stats.sigma,
-               normalized=stats.normalized, rows=stats.rows)
+               normalized=stats.normalized, rows=stats.rows, **roots)
 
 
 def reference_statistics(
@@ -147,22 +153,30 @@ def reference_statistics(
 
     Reused from ``cache_dir``/<network>.npz when its key matches; computed and written (atomically,
     replacing a stale file) otherwise. ``phases``: where the steps' wall times go (None: not recorded).
+    The square root of the covariance (for score.frechet: eigh; about a second at 2048-d) is always computed
+    with the rest, so a cache serves either method.
     """
     with record(phases, "reference: cache key (hash)"):
         key = reference_key(images, network)
     path = cache_file(cache_dir, network.name)
     with record(phases, "reference: cache read"):
         cached = load_cached_reference(path, key)
-    if cached is not None:
+    if cached is not None and cached.root is not None:
         return cached, True
-    with record(phases, "reference: features"):
-        features = extract_features(network, images, batch_size, device, progress)
-    with record(phases, "reference: statistics"):
-        mu, sigma, normalized = prepare_reference(features)
-        stats = ReferenceStats(mu, sigma, normalized, key, len(images), np.flatnonzero(nonzero_rows(features)))
+    if cached is not None:  # written before the root was cached: add it
+        with record(phases, "reference: covariance root"):
+            stats = dataclasses.replace(cached, root=covariance_root(cached.sigma))
+    else:
+        with record(phases, "reference: features"):
+            features = extract_features(network, images, batch_size, device, progress)
+        with record(phases, "reference: statistics"):
+            mu, sigma, normalized = prepare_reference(features)
+        with record(phases, "reference: covariance root"):
+            stats = ReferenceStats(mu, sigma, normalized, key, len(images), np.flatnonzero(nonzero_rows(features)),
+                                   covariance_root(sigma))
     with record(phases, "reference: cache write"):
         save_reference(path, stats)
-    return stats, False
+    return stats, cached is not None
 
 
 def submission_features(
@@ -215,12 +229,13 @@ def score_images(
         with record(phases, "submission: features"):
             features = extract_features(network, images, cfg.batch_size, device, progress)
     result = mifid_from_reference(features, stats.mu, stats.sigma, stats.normalized, eps=cfg.eps, chunk=cfg.chunk,
-                                  phases=phases)
+                                  phases=phases, frechet=cfg.frechet, ref_root=stats.root)
     return {
         "network": network.name,
         "comparable_to_kaggle": network.comparable_to_kaggle,
         "n_images": len(images),
         "fid": result["fid"],
+        "frechet": result["frechet"],  # the method that gave the FID: sqrtm (Kaggle's), eigh, or eigh's fallback
         "distance": result["distance"],
         "distance_thresholded": result["distance_thresholded"],
         "mifid": result["mifid"],
@@ -249,8 +264,8 @@ def summary(metrics: dict, rank: str | None) -> str:
     verdict = (f"d {metrics['distance']:.4f} < eps {metrics['eps']}: MEMORIZER, penalised"
                if metrics["memorizer"] else f"d {metrics['distance']:.4f} >= eps {metrics['eps']}: no penalty")
     lines = [
-        f"score: MiFID {metrics['mifid']:.4g} (FID {metrics['fid']:.4g}, {verdict}) on {metrics['n_images']} images, "
-        f"{metrics['network']} network, {metrics['seconds']:.1f} s"
+        f"score: MiFID {metrics['mifid']:.4g} (FID {metrics['fid']:.4g} by {metrics['frechet']}, {verdict}) on "
+        f"{metrics['n_images']} images, {metrics['network']} network, {metrics['seconds']:.1f} s"
     ]
     if metrics["comparable_to_kaggle"]:
         best, median = leaderboard.public_board_summary()

@@ -105,6 +105,111 @@ def test_mismatched_shapes_raise():
         m.frechet_distance(np.zeros(2), np.eye(2), np.zeros(3), np.eye(3))
 
 
+# ------------------------------------------------------------------------------- FID from eigenvalues (eigh)
+
+
+def test_covariance_root_by_hand():
+    # diag(4, 9): root diag(2, 3); [[2, 1], [1, 2]] = Q diag(3, 1) Q^T with Q = [[1, 1], [1, -1]] / sqrt 2, so its
+    # root is Q diag(sqrt 3, 1) Q^T = [[s + 1, s - 1], [s - 1, s + 1]] / 2 with s = sqrt 3
+    r = m.covariance_root(np.diag([4.0, 9.0]))
+    np.testing.assert_allclose(r.root, np.diag([2.0, 3.0]), atol=1e-12)
+    assert not r.singular
+    s3 = math.sqrt(3.0)
+    np.testing.assert_allclose(m.covariance_root(np.array([[2.0, 1.0], [1.0, 2.0]])).root,
+                               [[(s3 + 1) / 2, (s3 - 1) / 2], [(s3 - 1) / 2, (s3 + 1) / 2]], atol=1e-12)
+    # [[1, 1], [1, 1]] has eigenvalues 2 and 0: singular, root [[1, 1], [1, 1]] / sqrt 2
+    r = m.covariance_root(np.ones((2, 2)))
+    assert r.singular
+    np.testing.assert_allclose(r.root, np.ones((2, 2)) / math.sqrt(2), atol=1e-8)
+
+
+def test_eigh_diagonal_covariances_by_hand():
+    # the sqrtm test above: sqrt(diag(1, 4) diag(9, 16)) = diag(3, 8); FID = (1 - 3)^2 + (2 - 4)^2 + 1 + 4 = 13
+    fid, used = m.frechet_distance_eigh(np.zeros(2), np.diag([1.0, 4.0]), np.array([1.0, 2.0]), np.diag([9.0, 16.0]))
+    assert used == "eigh" and fid == pytest.approx(13.0, rel=1e-12)
+
+
+def test_eigh_one_dimension_and_scaled_features_by_hand():
+    # N(0, 4) vs N(3, 1): 9 + (2 - 1)^2 = 10; x vs 2x (4 points, variance 2/3 and 8/3 per axis): 4/3
+    assert m.frechet_distance_eigh(np.array([0.0]), np.array([[4.0]]), np.array([3.0]), np.array([[1.0]])) == \
+        (pytest.approx(10.0), "eigh")
+    x = np.array([[1, 0], [-1, 0], [0, 1], [0, -1]], dtype=np.float64)
+    fid, used = m.frechet_distance_eigh(*m.feature_statistics(x), *m.feature_statistics(2 * x))
+    assert used == "eigh" and fid == pytest.approx(4 / 3, rel=1e-9)
+
+
+def test_eigh_equal_gaussians_and_a_shift():
+    # the same Gaussian: 0; shifted by (3, 4, 0) with the same covariance: 3^2 + 4^2 = 25
+    x = np.random.default_rng(1).normal(size=(40, 3))
+    mu, sigma = m.feature_statistics(x)
+    fid, used = m.frechet_distance_eigh(mu, sigma, mu, sigma)
+    assert used == "eigh" and fid == pytest.approx(0.0, abs=1e-9)
+    fid, _ = m.frechet_distance_eigh(mu, sigma, *m.feature_statistics(x + [3.0, 4.0, 0.0]))
+    assert fid == pytest.approx(25.0, rel=1e-9)
+
+
+def test_eigh_uses_the_given_reference_root():
+    rng = np.random.default_rng(3)
+    a, b = m.feature_statistics(rng.normal(size=(60, 5))), m.feature_statistics(rng.normal(size=(70, 5)) * 2)
+    assert m.frechet_distance_eigh(*a, *b, root2=m.covariance_root(b[1])) == m.frechet_distance_eigh(*a, *b)
+    with pytest.raises(ValueError, match="not the root"):
+        m.frechet_distance_eigh(*a, *b, root2=m.covariance_root(np.eye(4)))
+
+
+@pytest.mark.parametrize("case", ["constant generated feature", "constant reference feature", "fewer samples"])
+def test_eigh_hands_singular_covariances_to_kaggles_computation(case):
+    # where a covariance is singular, Kaggle's sqrtm may have added 1e-6 to the diagonals, which the eigenvalues
+    # do not reproduce: eigh gives exactly frechet_distance's number and says so
+    rng = np.random.default_rng(4)
+    gen, ref = rng.normal(size=(50, 6)), rng.normal(size=(80, 6)) + 0.5
+    if case == "constant generated feature":
+        gen[:, 2] = 1.0  # zero variance: a zero row and column in sigma1
+    elif case == "constant reference feature":
+        ref[:, 0] = 0.0
+    else:
+        gen = gen[:4]  # 4 samples in 6 dimensions: rank 3
+    a, b = m.feature_statistics(gen), m.feature_statistics(ref)
+    fid, used = m.frechet_distance_eigh(*a, *b)
+    assert used == m.EIGH_FALLBACK and fid == m.frechet_distance(*a, *b)
+
+
+def test_eigh_agrees_with_sqrtm_on_realistic_covariances():
+    # non-negative, correlated features with a decaying spectrum (as pooled ReLU features are), the generated
+    # set another distribution than the reference; D = 256 keeps sqrtm fast enough for a test
+    rng = np.random.default_rng(5)
+    d = 256
+    mixing = rng.normal(size=(d, d)) / math.sqrt(d)
+    scales = 1.0 / np.sqrt(np.arange(1, d + 1))
+
+    def features(n, shift, stretch):
+        return np.abs(rng.normal(size=(n, d)) * scales * stretch @ mixing + shift)
+
+    ref = m.feature_statistics(features(4000, 0.3, 1.0))
+    worst = 0.0
+    for shift, stretch in ((0.3, 1.0), (0.35, 1.1), (0.5, 0.7), (1.0, 2.0)):
+        gen = m.feature_statistics(features(2000, shift, stretch))
+        exact = m.frechet_distance(*gen, *ref)
+        fast, used = m.frechet_distance_eigh(*gen, *ref)
+        assert used == "eigh"
+        worst = max(worst, abs(fast - exact) / exact)
+    print(f"largest relative difference eigh vs sqrtm: {worst:.2e}")
+    assert worst < 1e-9, worst
+
+
+def test_unknown_frechet_method_names_the_choices():
+    rng = np.random.default_rng(9)
+    with pytest.raises(ValueError, match="choose one of sqrtm, eigh"):
+        m.mifid_from_features(np.abs(rng.normal(size=(10, 3))), np.abs(rng.normal(size=(10, 3))), frechet="svd")
+
+
+def test_mifid_with_eigh_matches_sqrtm():
+    rng = np.random.default_rng(10)
+    gen, ref = np.abs(rng.normal(size=(300, 8))), np.abs(rng.normal(size=(400, 8))) + 0.1
+    exact, fast = m.mifid_from_features(gen, ref), m.mifid_from_features(gen, ref, frechet="eigh")
+    assert (exact["frechet"], fast["frechet"]) == ("sqrtm", "eigh")
+    assert fast["fid"] == pytest.approx(exact["fid"], rel=1e-9) and fast["distance"] == exact["distance"]
+
+
 # --------------------------------------------------------------------------------- memorization distance
 
 
@@ -255,11 +360,12 @@ def test_identical_sets_score_zero():
     assert abs(result["fid"]) < 1e-9
 
 
-def test_result_has_exactly_four_plain_float_keys():
+def test_result_has_four_plain_floats_and_the_frechet_method():
     rng = np.random.default_rng(6)
     result = m.mifid_from_features(np.abs(rng.normal(size=(20, 3))), np.abs(rng.normal(size=(25, 3))))
-    assert list(result) == ["fid", "distance", "distance_thresholded", "mifid"]
-    assert all(type(v) is float for v in result.values())
+    assert list(result) == ["fid", "distance", "distance_thresholded", "mifid", "frechet"]
+    assert all(type(result[k]) is float for k in ["fid", "distance", "distance_thresholded", "mifid"])
+    assert result["frechet"] == "sqrtm"
 
 
 def test_from_reference_equals_from_features():

@@ -2,6 +2,7 @@
 the leaderboard, and the 2019 public-board numbers it ranks against."""
 
 import csv
+import dataclasses
 import json
 import zipfile
 from pathlib import Path
@@ -15,10 +16,11 @@ from pipeline.files import Dataset, save_dataset
 from pipeline.images import png_bytes
 from pipeline.metrics import features as F
 from pipeline.metrics import leaderboard as L
+from pipeline.metrics import mifid as M
 
 N_REF, N_GEN = 200, 20  # a reference much smaller than 512 makes scipy's sqrtm slow (singular products)
-KEYS = ["network", "comparable_to_kaggle", "n_images", "fid", "distance", "distance_thresholded", "mifid", "eps",
-        "memorizer", "seconds"]
+KEYS = ["network", "comparable_to_kaggle", "n_images", "fid", "frechet", "distance", "distance_thresholded", "mifid",
+        "eps", "memorizer", "seconds"]
 ANCHORS = Path(__file__).resolve().parents[2] / "shared" / "anchors" / "kaggle-2019-scored-submissions.csv"
 
 
@@ -113,9 +115,16 @@ def test_end_to_end_with_the_standin_network(run, tmp_path, capsys):
     assert row["kaggle_2019_rank"] == L.NOT_COMPARABLE and float(row["mifid"]) == pytest.approx(result["mifid"])
     assert "not comparable to Kaggle" in (run.board / "leaderboard.md").read_text()
     assert (run.board / "leaderboard.png").read_bytes().startswith(b"\x89PNG")
-    assert run(sub) == 0
+    assert result["frechet"] == row["frechet"] == "sqrtm"
+    # again with score.frechet eigh: 20 images and 200 reference images in 512 dimensions make singular
+    # covariances, so eigh hands the FID to Kaggle's sqrtm, and the metrics and the row say so
+    assert run(sub, "--set", "score.frechet=eigh") == 0
     assert len(run.rows()) == 2  # appended, not replaced
-    assert (run.board / "leaderboard.md").read_text().count("| standin (not comparable") == 2
+    markdown = (run.board / "leaderboard.md").read_text()
+    assert markdown.count("| standin (not comparable") == 2 and f"({M.EIGH_FALLBACK})" in markdown
+    again = run.result()
+    assert again["frechet"] == run.rows()[1]["frechet"] == M.EIGH_FALLBACK and again["fid"] == result["fid"]
+    assert f"by {M.EIGH_FALLBACK}" in capsys.readouterr().out
 
 
 def test_training_images_are_flagged_as_a_memorizer(run, tmp_path, capsys):
@@ -185,6 +194,42 @@ def test_reference_statistics_match_a_direct_computation(tmp_path):
     assert score.reference_key(ref[::-1].copy(), network) != again.key
 
 
+def test_covariance_root_is_cached_and_added_to_older_cache_files(tmp_path, reference_extractions):
+    network = F.load_network("standin")
+    ref = pictures(N_REF, 0)
+    stats, _ = score.reference_statistics(ref, network, tmp_path, progress=False)
+    expected = M.covariance_root(stats.sigma)
+    np.testing.assert_array_equal(stats.root.root, expected.root)
+    assert stats.root.singular == expected.singular  # 200 images, 512 features: singular
+    again, reused = score.reference_statistics(ref, network, tmp_path, progress=False)
+    assert reused and np.array_equal(again.root.root, stats.root.root)
+    # a cache file written before the root was cached: the root is added, no feature is recomputed
+    score.save_reference(score.cache_file(tmp_path, "standin"), dataclasses.replace(stats, root=None))
+    assert score.load_cached_reference(score.cache_file(tmp_path, "standin"), stats.key).root is None
+    upgraded, reused = score.reference_statistics(ref, network, tmp_path, progress=False)
+    assert reused and reference_extractions == [N_REF]
+    np.testing.assert_array_equal(upgraded.root.root, stats.root.root)
+    assert score.load_cached_reference(score.cache_file(tmp_path, "standin"), stats.key).root is not None
+
+
+def test_frechet_eigh_agrees_with_sqrtm_in_score_images():
+    # full-rank covariances (more images than features, no constant feature): eigh itself gives the FID
+    rng = np.random.default_rng(11)
+    network = F.load_network("standin")
+    ref_features = np.abs(rng.normal(size=(1500, F.STANDIN_DIM))).astype(np.float32)
+    gen_features = np.abs(rng.normal(size=(800, F.STANDIN_DIM)) * 1.1 + 0.05).astype(np.float32)
+    mu, sigma, normalized = M.prepare_reference(ref_features)
+    stats = score.ReferenceStats(mu, sigma, normalized, "k", 1500, np.arange(1500), M.covariance_root(sigma))
+    images = np.zeros((800, 64, 64, 3), np.uint8)  # not looked at: the features are given
+    results = {}
+    for method in ("sqrtm", "eigh"):
+        cfg = score.ScoreConfig(network="standin", frechet=method)
+        results[method] = score.score_images(images, stats, network, cfg, features=gen_features)
+    assert results["sqrtm"]["frechet"] == "sqrtm" and results["eigh"]["frechet"] == "eigh"
+    assert results["eigh"]["fid"] == pytest.approx(results["sqrtm"]["fid"], rel=1e-9)
+    assert results["eigh"]["distance"] == results["sqrtm"]["distance"]
+
+
 def test_zip_images_are_read_back_exactly(tmp_path):
     images = pictures(5, 3)
     assert np.array_equal(score.read_zip_images(write_zip(tmp_path / "five.zip", images)), images)
@@ -218,6 +263,8 @@ def test_missing_checkpoint_and_wrong_config_exit_2(run, tmp_path, capsys):
     assert "no checkpoint here" in capsys.readouterr().err
     assert run(sub, "--set", "score.network=nasnet") == 2
     assert "score.network: 'nasnet' is not allowed" in capsys.readouterr().err
+    assert run(sub, "--set", "score.frechet=svd") == 2
+    assert "score.frechet: 'svd' is not allowed; choose one of sqrtm, eigh" in capsys.readouterr().err
 
 
 # ------------------------------------------------------------------------------------------- leaderboard
@@ -249,9 +296,10 @@ def test_shipped_public_scores_are_the_non_mem_rows_of_the_released_file():
     np.testing.assert_array_equal(L.public_nonmem_scores(), np.array(source))
 
 
-def metrics(network="inception", mifid=50.0, memorizer=False) -> dict:
+def metrics(network="inception", mifid=50.0, memorizer=False, frechet="sqrtm") -> dict:
     return {"network": network, "comparable_to_kaggle": network == "inception", "n_images": 10_000, "eps": 0.1,
-            "fid": mifid, "distance": 0.05 if memorizer else 0.25, "mifid": mifid, "memorizer": memorizer}
+            "fid": mifid, "frechet": frechet, "distance": 0.05 if memorizer else 0.25, "mifid": mifid,
+            "memorizer": memorizer}
 
 
 def test_rows_markdown_and_plot(tmp_path):

@@ -29,7 +29,7 @@ from pipeline.files import atomic_path, write_bytes, write_text
 PUBLIC_NONMEM_CSV = Path(__file__).resolve().parents[1] / "assets" / "kaggle2019_public_nonmem.csv"
 COLUMNS = (
     "time", "model", "params", "network", "comparable_to_kaggle", "n_images", "eps",
-    "fid", "distance", "mifid", "memorizer", "kaggle_2019_rank",
+    "fid", "frechet", "distance", "mifid", "memorizer", "kaggle_2019_rank",
 )
 UNKNOWN = "unknown"
 NOT_COMPARABLE = "not comparable (stand-in network)"
@@ -102,7 +102,7 @@ def _num(x: float) -> str:
 def make_row(metrics: dict[str, Any], model: str = UNKNOWN, params: str = UNKNOWN,
              when: datetime | None = None) -> dict[str, str]:
     """One leaderboard row from the score stage's metrics (keys network, comparable_to_kaggle, n_images,
-    eps, fid, distance, mifid, memorizer)."""
+    eps, fid, frechet, distance, mifid, memorizer)."""
     when = when or datetime.now().astimezone()
     comparable = bool(metrics["comparable_to_kaggle"])
     return {
@@ -114,6 +114,7 @@ def make_row(metrics: dict[str, Any], model: str = UNKNOWN, params: str = UNKNOW
         "n_images": str(int(metrics["n_images"])),
         "eps": _num(metrics["eps"]),
         "fid": _num(metrics["fid"]),
+        "frechet": str(metrics["frechet"]),  # the method that gave the FID (sqrtm: Kaggle's)
         "distance": _num(metrics["distance"]),
         "mifid": _num(metrics["mifid"]),
         "memorizer": str(bool(metrics["memorizer"])).lower(),
@@ -190,7 +191,10 @@ def render_markdown(rows: list[dict[str, str]]) -> str:
             d += f" **memorizer** (< eps {r.get('eps', '?')})"
         network = r.get("network", "?") if _comparable(r) else f"{r.get('network', '?')} (not comparable to Kaggle)"
         rank = r.get("kaggle_2019_rank", "") if _comparable(r) else "n/a"
-        cells = [str(i), _fmt(_float(r, "mifid")), _fmt(_float(r, "fid")), d, network, rank,
+        fid = _fmt(_float(r, "fid"))
+        if r.get("frechet") and r["frechet"] != "sqrtm":  # rows of older files have no method: they are sqrtm
+            fid += f" ({r['frechet']})"
+        cells = [str(i), _fmt(_float(r, "mifid")), fid, d, network, rank,
                  r.get("model", ""), r.get("params", ""), r.get("n_images", ""), r.get("time", "")]
         lines.append("| " + " | ".join(_cell(c) for c in cells) + " |")
     return "\n".join(lines) + "\n"
