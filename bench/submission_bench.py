@@ -2,6 +2,7 @@
 
     .venv/bin/python bench/submission_bench.py                 # BigGAN at its 1st-place size, this machine
     python bench/submission_bench.py --device cuda --networks standin inception
+    .venv/bin/python bench/submission_bench.py --zip images.zip --phases standin   # where the score's time goes
 
 Speed does not depend on what the weights learned, so the checkpoint is a freshly initialised
 model of the requested size (random weights), saved in the real checkpoint format. The Inception
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import subprocess
 import sys
 import time
@@ -28,7 +30,8 @@ from pipeline.checkpoint import save_checkpoint  # noqa: E402
 from pipeline.config import build_config  # noqa: E402
 from pipeline.files import Dataset, save_dataset  # noqa: E402
 from pipeline.metrics import features as feat  # noqa: E402
-from pipeline.metrics.mifid import mifid_from_reference, prepare_reference  # noqa: E402
+from pipeline.metrics.mifid import (covariance_root, feature_statistics, frechet_distance,  # noqa: E402
+                                    frechet_distance_eigh, mifid_from_reference, prepare_reference)
 from pipeline.models import build_model  # noqa: E402
 from pipeline.runtime import pick_device  # noqa: E402
 
@@ -91,24 +94,56 @@ def inception_weights_file(work: Path) -> tuple[str, str]:
         return str(path), "random weights, same architecture (timing only)"
 
 
-def full_score(work: Path, zp: Path, device: str, n: int, n_ref: int) -> dict:
-    """Wall time of the score stage as users run it: cold (reference features computed and cached)
-    and warm (cached reference statistics reused, the figure the GPU target is about)."""
-    weights, note = inception_weights_file(work)
-    rng = np.random.default_rng(1)
-    ref = work / "reference.npz"
-    save_dataset(ref, Dataset(rng.integers(0, 256, (n_ref, 64, 64, 3), dtype=np.uint8),
-                              rng.integers(0, 120, n_ref).astype(np.int64),
-                              np.array([f"breed{i}" for i in range(120)]),
-                              np.array([f"p{i}#0" for i in range(n_ref)])))
+def score_command(work: Path, zp: Path, device: str, n: int, n_ref: int, network: str, frechet: str) -> list[str]:
+    """``python -m pipeline.score`` on ``zp`` against a reference of ``n_ref`` random images (made once, kept in
+    ``work``), with an empty cache: the first run computes the reference statistics, later ones reuse them."""
+    ref = work / f"reference_{n_ref}.npz"
+    if not ref.is_file():
+        rng = np.random.default_rng(1)
+        save_dataset(ref, Dataset(rng.integers(0, 256, (n_ref, 64, 64, 3), dtype=np.uint8),
+                                  rng.integers(0, 120, n_ref).astype(np.int64),
+                                  np.array([f"breed{i}" for i in range(120)]),
+                                  np.array([f"p{i}#0" for i in range(n_ref)])))
     cache = work / "reference_cache"
     for old in cache.glob("*.npz"):
         old.unlink()
     cmd = [sys.executable, "-m", "pipeline.score", "--submission", str(zp), "--reference", str(ref),
            "--metrics", str(work / "score.json"), "--leaderboard-dir", str(work), "--cache", str(cache),
-           "--device", device, "--no-progress", "--set", "score.network=inception",
-           "--set", f"score.inception_weights={weights}", "--set", f"score.expected_images={n}"]
+           "--device", device, "--no-progress", "--params", str(work / "no-params.yaml"),  # absent: defaults
+           "--set", f"score.network={network}", "--set", f"score.expected_images={n}",
+           "--set", f"score.frechet={frechet}"]
+    if network == "inception":
+        weights, _ = inception_weights_file(work)
+        cmd += ["--set", f"score.inception_weights={weights}"]
+    return cmd
+
+
+def full_score(work: Path, zp: Path, device: str, n: int, n_ref: int, frechet: str) -> dict:
+    """Wall time of the score stage as users run it: cold (reference features computed and cached)
+    and warm (cached reference statistics reused, the figure the GPU target is about)."""
+    _, note = inception_weights_file(work)
+    cmd = score_command(work, zp, device, n, n_ref, "inception", frechet)
     return {"score_weights": note, "score_cold_s": round(timed(cmd), 2), "score_warm_s": round(timed(cmd), 2)}
+
+
+STEP_LINE = re.compile(r"^\s+(.*?)\s+([\d.]+) s(\s+[\d.]+%)?$")
+
+
+def score_phases(work: Path, zp: Path, device: str, n: int, n_ref: int, network: str, frechet: str) -> dict:
+    """The score stage's own report of where its time goes (``--verbose``), cold and warm, beside the wall
+    time of the whole process and of ``import pipeline.score`` alone (interpreter start and imports)."""
+    out = {"network": network, "frechet": frechet,
+           "import_s": round(timed([sys.executable, "-c", "import pipeline.score"]), 2)}
+    cmd = score_command(work, zp, device, n, n_ref, network, frechet) + ["--verbose"]
+    for run in ("cold", "warm", "warm again"):
+        t0 = time.perf_counter()
+        text = subprocess.run(cmd, cwd=REPO, check=True, capture_output=True, text=True).stdout
+        wall = time.perf_counter() - t0
+        # the report's lines: "  <step>   <seconds> s  <share>%", then "  total of the steps   <seconds> s"
+        report = text[text.index("wall time per step"):].splitlines()[1:]
+        steps = {m[1]: float(m[2]) for m in (STEP_LINE.match(line) for line in report) if m}
+        out[run] = {"process_s": round(wall, 2), "steps_s": steps}
+    return out
 
 
 def main() -> int:
@@ -123,18 +158,25 @@ def main() -> int:
                     help="also time the whole `python -m pipeline.score` with the inception network against a "
                          "22,000-image reference (random-weight Inception file when the real one is absent), "
                          "first computing the reference statistics, then reusing them")
-    ap.add_argument("--ref-images", type=int, default=22_000, help="reference images of --full-score")
+    ap.add_argument("--ref-images", type=int, default=22_000, help="reference images of --full-score and --phases")
+    ap.add_argument("--phases", metavar="NETWORK", choices=["standin", "inception"],
+                    help="also run `python -m pipeline.score --verbose` with this network (cold, then twice warm) "
+                         "and report the wall time of each of its steps")
+    ap.add_argument("--frechet", default="sqrtm", choices=["sqrtm", "eigh"], help="score.frechet of the score runs")
+    ap.add_argument("--zip", type=Path, metavar="ZIP",
+                    help="time this submission zip of --n images instead of generating one (no generate figure)")
     ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="generate.precision")
     args = ap.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
-    ck, zp = args.work / "checkpoint.pt", args.work / "images.zip"
-    make_checkpoint(ck, args.model)
+    ck, zp = args.work / "checkpoint.pt", args.zip or args.work / "images.zip"
     py = sys.executable
     results = {"model": args.model, "n": args.n, "device": str(pick_device(args.device)), "precision": args.precision,
                "torch": torch.__version__, "threads": torch.get_num_threads()}
-    results["generate_zip_s"] = round(timed([py, "-m", "pipeline.generate", "--checkpoint", str(ck), "--out", str(zp),
-                                              "--n", str(args.n), "--no-progress", "--device", args.device,
-                                              "--set", f"generate.precision={args.precision}"]), 2)
+    if args.zip is None:
+        make_checkpoint(ck, args.model)
+        results["generate_zip_s"] = round(timed([py, "-m", "pipeline.generate", "--checkpoint", str(ck), "--out",
+                                                  str(zp), "--n", str(args.n), "--no-progress", "--device",
+                                                  args.device, "--set", f"generate.precision={args.precision}"]), 2)
     results["validate_s"] = round(timed([py, "-m", "pipeline.validate", str(zp), "--expected", str(args.n)]), 2)
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (args.feature_images, 64, 64, 3), dtype=np.uint8)
@@ -151,8 +193,24 @@ def main() -> int:
     t0 = time.perf_counter()
     mifid_from_reference(big_gen, *ref)
     results["mifid_2048d_10k_vs_22k_s"] = round(time.perf_counter() - t0, 2)
+    # the Frechet distance alone, both ways: Kaggle's sqrtm, and eigh (the reference's root once, then per score)
+    gen_stats = feature_statistics(big_gen)
+    t0 = time.perf_counter()
+    exact = frechet_distance(*gen_stats, ref[0], ref[1])
+    results["frechet_2048d_sqrtm_s"] = round(time.perf_counter() - t0, 2)
+    t0 = time.perf_counter()
+    root = covariance_root(ref[1])
+    results["covariance_root_2048d_s"] = round(time.perf_counter() - t0, 2)
+    t0 = time.perf_counter()
+    fast, used = frechet_distance_eigh(*gen_stats, ref[0], ref[1], root)
+    results["frechet_2048d_eigh_s"] = round(time.perf_counter() - t0, 2)
+    results["frechet_eigh_method"] = used
+    results["frechet_eigh_vs_sqrtm_relative_difference"] = float(f"{abs(fast - exact) / exact:.3g}")
     if args.full_score:
-        results.update(full_score(args.work, zp, args.device, args.n, args.ref_images))
+        results.update(full_score(args.work, zp, args.device, args.n, args.ref_images, args.frechet))
+    if args.phases:
+        results["score_phases"] = score_phases(args.work, zp, args.device, args.n, args.ref_images, args.phases,
+                                               args.frechet)
     import resource
 
     results["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
