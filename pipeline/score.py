@@ -11,7 +11,9 @@
    normalised features) is cached in ``--cache``/<network>.npz, keyed by a hash of the images and of the
    network's weights, and recomputed only when either changes.
 3. MiFID with ``score.eps`` (0.1 as on the public board; 0.25 as on the private one) goes to the metrics
-   JSON; a memorizer (d < eps) gets a loud warning; a row goes to the leaderboard in ``--leaderboard-dir``.
+   JSON, with the FID's trace taken by ``score.frechet`` (sqrtm: Kaggle's; eigh: the same number from
+   eigenvalues, fast); a memorizer (d < eps) gets a loud warning; a row goes to the leaderboard in
+   ``--leaderboard-dir``. ``--verbose`` ends with the wall time of each step.
 
 Exit status 0 on success, 2 with ``error: <problem>`` for an invalid zip, a missing file or missing weights.
 """
