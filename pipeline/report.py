@@ -36,7 +36,7 @@ from pipeline.config import (ConfigError, GenerateConfig, ScoreConfig, add_confi
 from pipeline.files import Dataset, load_dataset, write_bytes, write_text
 from pipeline.images import image_grid, png_bytes
 from pipeline.metrics.features import FeatureNetwork, FeatureNetworkError, load_network
-from pipeline.metrics.mifid import (EPS_PRIVATE, EPS_PUBLIC, feature_statistics, frechet_distance, mean_distance,
+from pipeline.metrics.mifid import (EPS_PRIVATE, EPS_PUBLIC, feature_statistics, frechet_distance_by, mean_distance,
                                    memorization_neighbours_to, mifid_result)
 from pipeline.runtime import pick_device
 from pipeline.score import (NOT_COMPARABLE_NOTE, ReferenceStats, read_zip_images, reference_statistics,
@@ -66,12 +66,16 @@ class Memorization:
 
 
 def analyse(features: np.ndarray, stats: ReferenceStats, network: FeatureNetwork, eps: float, chunk: int,
-            n_closest: int) -> Memorization:
-    """The analysis from the generated images' features [N, D] and the cached reference statistics."""
+            n_closest: int, frechet: str = "sqrtm") -> Memorization:
+    """The analysis from the generated images' features [N, D] and the cached reference statistics.
+
+    frechet: how the FID's matrix square root is taken (score.frechet), so the page shows the score's FID.
+    """
     distances, rows = memorization_neighbours_to(features, stats.normalized, chunk)
     nearest = np.where(rows >= 0, stats.rows[np.maximum(rows, 0)], -1)  # normalised row -> reference image
     mu, sigma = feature_statistics(features)
-    result = mifid_result(frechet_distance(mu, sigma, stats.mu, stats.sigma), mean_distance(distances), eps)
+    fid, method = frechet_distance_by(frechet, mu, sigma, stats.mu, stats.sigma, stats.root)
+    result = mifid_result(fid, mean_distance(distances), eps)
     order = np.argsort(np.where(np.isnan(distances), np.inf, distances), kind="stable")
     metrics = {
         **result,
@@ -79,6 +83,7 @@ def analyse(features: np.ndarray, stats: ReferenceStats, network: FeatureNetwork
         "memorizer": result["distance"] < eps,
         "penalty": 1.0 / max(result["distance_thresholded"], 1e-15),
         "network": network.name,
+        "frechet": method,
         "comparable_to_kaggle": network.comparable_to_kaggle,
         "n_images": len(features),
         "below_public": int(np.sum(distances < EPS_PUBLIC)),
@@ -222,7 +227,8 @@ def render_html(submission: str, images: np.ndarray, ref: Dataset, m: Memorizati
     colour = "#b41414" if mt["memorizer"] else "#14782a"
     rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in (
         ("network", mt["network"] + ("" if mt["comparable_to_kaggle"] else " (not comparable to Kaggle)")),
-        ("images", mt["n_images"]), ("FID", f"{mt['fid']:.4g}"), ("d (memorization distance)", f"{mt['distance']:.4g}"),
+        ("images", mt["n_images"]), ("FID", f"{mt['fid']:.4g}"), ("FID's matrix square root", mt["frechet"]),
+        ("d (memorization distance)", f"{mt['distance']:.4g}"),
         ("eps", mt["eps"]), ("d thresholded", f"{mt['distance_thresholded']:.4g}"), ("MiFID", f"{mt['mifid']:.4g}"),
         ("penalty factor (MiFID / FID)", f"{mt['penalty']:.3g}"),
         ("images below 0.1 / 0.25", f"{mt['below_public']} / {mt['below_private']}"),
@@ -280,7 +286,7 @@ def build_report(submission: str | Path, reference: str | Path, cfg: ScoreConfig
     ref = load_dataset(reference)
     stats, _ = reference_statistics(ref.images, network, cache_dir, cfg.batch_size, device, progress)
     features, _ = submission_features(images, network, cache_dir, cfg.batch_size, device, progress)  # score's
-    m = analyse(features, stats, network, cfg.eps, cfg.chunk, n_closest)
+    m = analyse(features, stats, network, cfg.eps, cfg.chunk, n_closest, cfg.frechet)
     histogram = histogram_png(m.distances, m.metrics)
     pairs = pairs_picture(images, ref, m)
     grid = breed_grid(ck, n_breeds, truncation, device=device) if ck is not None else None

@@ -4,6 +4,7 @@ import base64
 import re
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from pipeline import report
@@ -62,6 +63,11 @@ def test_analysis_of_new_images_is_no_memorizer_and_maps_indices_back(tmp_path):
     assert m.metrics["memorizer"] is False and m.metrics["penalty"] == 1.0
     assert m.metrics["below_public"] >= 2 and m.metrics["distance"] > 0.1
     assert report.verdict(m.metrics)[0] == "Not a memorizer"
+    assert m.metrics["frechet"] == "sqrtm"  # Kaggle's computation unless score.frechet says otherwise
+    fast = report.analyse(extract_features(network, gen, progress=False), cached, network, 0.1, 7, 2, "eigh")
+    slow = report.analyse(extract_features(network, gen, progress=False), cached, network, 0.1, 7, 2)
+    assert fast.metrics["frechet"] in ("eigh", "sqrtm (eigh fallback)")
+    assert fast.metrics["fid"] == pytest.approx(slow.metrics["fid"], rel=1e-6)
 
 
 def test_per_breed_grid_needs_a_conditional_checkpoint(tmp_path):
