@@ -117,21 +117,32 @@ def write_zip(path: Path, batches, n: int) -> np.ndarray:
     """Write every image of ``batches`` as ``NNNNN.png`` into the zip at ``path`` (atomically).
 
     Returns the first (up to) 64 images for the grid. PNGs are already compressed, so they are stored.
+    A batch's PNGs are encoded on threads (see codec_threads) while the next batch is generated: on a GPU
+    the generator and the host's encoding then overlap instead of taking turns.
     """
     first = []
-    # threads encode a batch in parallel (see codec_threads); map keeps the order
+    written = 0
+
+    def flush(pixels, encoded) -> None:
+        nonlocal written
+        for image, future in zip(pixels, encoded):
+            z.writestr(zipfile.ZipInfo(f"{written:05d}.png", date_time=ZIP_DATE), future.result())
+            if len(first) < 64:
+                first.append(image)
+            written += 1
+
     with atomic_path(path) as tmp, zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as z, \
             codec_threads() as pool:
-        i = 0
-        for pixels in batches:
-            for image, data in zip(pixels, pool.map(png_bytes, pixels)):
-                info = zipfile.ZipInfo(f"{i:05d}.png", date_time=ZIP_DATE)
-                z.writestr(info, data)
-                if len(first) < 64:
-                    first.append(image)
-                i += 1
-        if i != n:
-            raise RuntimeError(f"generated {i} images, expected {n}")
+        pending = None
+        for pixels in batches:  # drawing the next batch from the generator runs G
+            encoding = [pool.submit(png_bytes, image) for image in pixels]
+            if pending is not None:
+                flush(*pending)
+            pending = (pixels, encoding)
+        if pending is not None:
+            flush(*pending)
+        if written != n:
+            raise RuntimeError(f"generated {written} images, expected {n}")
     return np.stack(first)
 
 
