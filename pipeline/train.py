@@ -178,26 +178,28 @@ def train_step(p: Parts, data: DeviceData, cfg: TrainConfig, rt: Runtime, step: 
 
     # G's weights do not change until its optimizer step, so its spectral norms are computed once for
     # its passes in the D step and the G step (cached_spectral_norms); the block ends before opt_g.step()
-    with cached_spectral_norms(unwrap(p.G)):
+    # (and D's for its pass in each D step); torch.compile fuses spectral norms itself: no cache there
+    with cached_spectral_norms(unwrap(p.G), enabled=not cfg.compile):
         for _ in range(cfg.d_steps):
             real, y = real_batch(data, cfg, rt)
             y_fake = data.random_labels(cfg.batch_size)
             z = torch.randn(cfg.batch_size, z_dim, device=rt.device)
-            with rt.autocast():
-                with torch.no_grad():
-                    fake = G_plain(z, y_fake if cond else None)
-                # one D pass over real and fake together: a single forward per backward is what DDP expects;
-                # augmented together too (each image draws its own augmentation): half the launches
-                both = rt.images(aug(torch.cat([real, fake.to(real.dtype)])))
-                logits, cls = p.D(both, torch.cat([y, y_fake]) if cond else None)
-                real_logits, fake_logits = logits[: len(real)], logits[len(real):]
-                # read now: under CUDA graphs a pass's outputs are overwritten by the next pass
-                d_real = real_logits.detach().float().mean()
-                loss_d = loss.d(real_logits, fake_logits, cfg.label_smoothing)
-                if p.aux:
-                    loss_d = loss_d + cfg.aux_class_weight * class_loss(cls[: len(real)], y)
-            p.opt_d.zero_grad(set_to_none=True)
-            p.scaler_d.scale(loss_d).backward()
+            with cached_spectral_norms(D_params, enabled=not cfg.compile):
+                with rt.autocast():
+                    with torch.no_grad():
+                        fake = G_plain(z, y_fake if cond else None)
+                    # one D pass over real and fake together: a single forward per backward is what DDP
+                    # expects; augmented together too (each image draws its own augmentation): fewer launches
+                    both = rt.images(aug(torch.cat([real, fake.to(real.dtype)])))
+                    logits, cls = p.D(both, torch.cat([y, y_fake]) if cond else None)
+                    real_logits, fake_logits = logits[: len(real)], logits[len(real):]
+                    # read now: under CUDA graphs a pass's outputs are overwritten by the next pass
+                    d_real = real_logits.detach().float().mean()
+                    loss_d = loss.d(real_logits, fake_logits, cfg.label_smoothing)
+                    if p.aux:
+                        loss_d = loss_d + cfg.aux_class_weight * class_loss(cls[: len(real)], y)
+                p.opt_d.zero_grad(set_to_none=True)
+                p.scaler_d.scale(loss_d).backward()
             p.scaler_d.step(p.opt_d)
             p.scaler_d.update()
 

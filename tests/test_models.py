@@ -444,9 +444,12 @@ def test_cached_spectral_norms_compute_once_and_backpropagate(monkeypatch):
     sn = conv.parametrizations.weight[0]
     x = torch.randn(2, 3, 8, 8)
     reference = copy.deepcopy(conv)
+    from pipeline.models import layers
     iterations = []
-    original = SpectralNorm._power_iteration
+    original, batched = SpectralNorm._power_iteration, layers._power_iteration_all
     monkeypatch.setattr(SpectralNorm, "_power_iteration", lambda self, m: iterations.append(self) or original(self, m))
+    monkeypatch.setattr(layers, "_power_iteration_all",
+                        lambda pairs: iterations.extend(s for s, _ in pairs) or batched(pairs))
     with cached_spectral_norms(conv):
         with torch.no_grad():
             first = conv(x)  # the D step's G pass: no grad
@@ -454,6 +457,9 @@ def test_cached_spectral_norms_compute_once_and_backpropagate(monkeypatch):
         conv(x).square().sum().backward()  # the G step: the same cached weight, with its graph
         assert iterations == [sn]  # one power iteration for both passes
     assert sn._cached is None and not sn.cache_enabled
+    with cached_spectral_norms(conv, enabled=False):
+        conv(x)
+    assert iterations == [sn, sn]  # disabled (under torch.compile): an ordinary evaluation
     expected = reference(x)  # uncached: one iteration from the same u, so the same result
     expected.square().sum().backward()
     assert torch.allclose(first, expected.detach(), atol=1e-6)
@@ -462,3 +468,19 @@ def test_cached_spectral_norms_compute_once_and_backpropagate(monkeypatch):
     iterations.clear()
     conv(x), conv(x)  # outside the block every use iterates
     assert iterations == [sn, sn]
+
+
+def test_batched_power_iteration_matches_one_layer_at_a_time():
+    from pipeline.models.layers import _power_iteration_all, _spectral_norms_of
+    G, _ = small("biggan")
+    twin = copy.deepcopy(G)
+    pairs, twin_pairs = _spectral_norms_of([G]), _spectral_norms_of([twin])
+    assert len(pairs) > 10 and len({p[1].shape for p in pairs}) > 3  # layers of many shapes in one batch
+    batched = _power_iteration_all(pairs)
+    probes = [torch.randn_like(w) for w in batched]
+    sum((w * p).sum() for w, p in zip(batched, probes)).backward()
+    for (sn, raw), (sn1, raw1), w, probe in zip(pairs, twin_pairs, batched, probes):
+        alone = sn1._normalized(raw1)  # the layer's own iteration, from the same u
+        (alone * probe).sum().backward()
+        assert torch.allclose(w, alone, atol=1e-6) and torch.allclose(sn._u, sn1._u, atol=1e-6)
+        assert torch.allclose(sn._v, sn1._v, atol=1e-6) and torch.allclose(raw.grad, raw1.grad, atol=1e-5)
