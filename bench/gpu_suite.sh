@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Everything this project measures on a GPU machine, in one go (the GPU machines here are lent for
 # minutes at a time). Usage, from the repo root: bash bench/gpu_suite.sh OUT_DIR [part ...]
-#   parts: tests train ops compile graphs profile submission eval kernel (default: tests train submission)
+#   parts: tests train ops compile graphs graphs-bf16 profile submission eval kernel (default: tests train submission)
 # Compiling BigGAN takes minutes: run compile and graphs in calls of their own.
 # Needs torch with CUDA, and pytorch-fid importable (on a machine without it: install its wheel first).
 set -uo pipefail
-out=${1:?usage: bash bench/gpu_suite.sh OUT_DIR [tests|train|ops|compile|graphs|profile|submission|eval|kernel ...]}; shift
+out=${1:?usage: bash bench/gpu_suite.sh OUT_DIR [tests|train|ops|compile|graphs|graphs-bf16|profile|submission|eval|kernel ...]}; shift
 parts=${*:-tests train submission}
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1
@@ -24,16 +24,22 @@ for part in $parts; do
     ops)  # operators per step (launch count proxy; the same on any device)
       for m in biggan dcgan progan; do $py bench/count_ops.py --model $m --gpu-adam --top 0; done 2>&1 \
         | tee "$out/ops.log" ;;
-    graphs)  # torch.compile with CUDA graphs (mode reduce-overhead): the launch-bound BigGAN step's best hope
-      $py bench/train_bench.py --defaults --models biggan --batch 128 --precision fp32 bf16 --compile on \
-        --compile-mode reduce-overhead --steps 30 --warmup 5 --json "$out/train_graphs.json" 2>&1 \
-        | grep -v "^W" | tee "$out/train_graphs.log" ;;
+    graphs|graphs-bf16)  # torch.compile with CUDA graphs (reduce-overhead): the launch-bound BigGAN step's best
+      # hope; one precision per part, as one compile of BigGAN takes minutes
+      prec=fp32; [ "$part" = graphs-bf16 ] && prec=bf16
+      $py bench/train_bench.py --defaults --models biggan --batch 128 --precision $prec --compile on \
+        --compile-mode reduce-overhead --steps 30 --warmup 5 --json "$out/train_$part.json" 2>&1 \
+        | grep -v "^W" | tee "$out/train_$part.log" ;;
     compile)
       $py bench/train_bench.py --defaults --models biggan dcgan --batch 128 --precision fp32 bf16 --compile on \
         --steps 30 --warmup 5 --json "$out/train_compile.json" 2>&1 | tee "$out/train_compile.log" ;;
-    submission)
+    submission)  # generate, validate, features, the whole score with Kaggle's sqrtm; then the score's phases
+      # with score.frechet: eigh on the same zip and cached reference statistics
       $py bench/submission_bench.py --device cuda --networks standin inception --feature-images 5000 --full-score \
-        --work /tmp/submission_bench 2>&1 | grep -v WARNING | tee "$out/submission_bench.log" ;;
+        --work /tmp/submission_bench 2>&1 | grep -v WARNING | tee "$out/submission_bench.log"
+      $py bench/submission_bench.py --device cuda --zip /tmp/submission_bench/images.zip --networks standin \
+        --feature-images 100 --phases inception \
+        --frechet eigh --work /tmp/submission_bench 2>&1 | grep -v WARNING | tee "$out/score_phases_eigh.log" ;;
     profile)  # wall time against GPU kernel time of one BigGAN step (launch-bound or not)
       $py bench/profile_train.py --model biggan --batch 128 --precision fp32 --rows 12 2>&1 | cut -c1-200 \
         | tee "$out/profile.log" ;;
