@@ -16,7 +16,7 @@ for part in $parts; do
   echo "=== $part $(date -u +%T)"
   case $part in
     tests)  # the suite on this torch and CUDA; tests needing DVC, dvclive or the kaggle client skip where absent
-      timeout 300 $py -m pytest -q -p no:cacheprovider --ignore tests/test_dvc.py \
+      timeout 480 $py -m pytest -q -p no:cacheprovider --ignore tests/test_dvc.py \
         2>&1 | tail -40 | tee "$out/tests.log" ;;
     train)
       $py bench/train_bench.py --defaults --models dcgan progan biggan --batch 64 128 --precision fp32 bf16 \
