@@ -1,6 +1,6 @@
 """Where a training step's time goes on a GPU: launch-bound (CPU) or kernel-bound (GPU)?
 
-    python bench/profile_train.py --model biggan --batch 128 --precision fp32 [--compile]
+    python bench/profile_train.py --model biggan --batch 128 --precision fp32 [--compile [--compile-mode reduce-overhead]]
 
 Runs ``train_step`` as bench/train_bench.py does (1st-place sizes), then profiles a few steps and
 prints: wall time per step, GPU kernel time per step, kernels launched per step, and the top
@@ -33,11 +33,13 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--precision", default="fp32")
     ap.add_argument("--compile", action="store_true")
+    ap.add_argument("--compile-mode", default="default", help="with --compile: default, reduce-overhead (CUDA graphs)")
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--rows", type=int, default=15)
     args = ap.parse_args()
     values = {k: v for k, v in (read_params().get("train") or {}).items() if k not in ("dcgan", "biggan", "progan")}
-    values.update(model=args.model, batch_size=args.batch, precision=args.precision, compile=args.compile)
+    values.update(model=args.model, batch_size=args.batch, precision=args.precision, compile=args.compile,
+                  compile_mode=args.compile_mode)
     cfg = build_config("train", values)
     rt = setup_runtime(cfg.precision, cfg.channels_last, "cuda")
     ds = synthetic()
