@@ -32,6 +32,8 @@ from torch.nn.utils import parametrize
 # D step, then the G step) with unchanged weights.
 
 SN_EPS = 1e-6  # BigGAN's epsilon for the power iteration's normalisation
+# torch.compiler.is_compiling is torch >= 2.3; an older torch (a Kaggle image) cannot be compiling through it
+_is_compiling = getattr(torch.compiler, "is_compiling", None) or (lambda: False)
 SN_INIT_ITERATIONS = 15  # power iterations at construction, so the first sigma is already close
 
 
@@ -106,7 +108,7 @@ class SpectralNorm(nn.Module):
 
     def forward(self, weight: torch.Tensor) -> torch.Tensor:
         """weight [out, ...] -> weight / sigma, same shape."""
-        if torch.compiler.is_compiling() or not self.cache_enabled:  # this order: no recompile on the flag
+        if _is_compiling() or not self.cache_enabled:  # this order: no recompile on the flag
             return self._normalized(weight)
         if self._cached is None:
             # with a graph even when called under no_grad (the D step's G pass), so the G step that reuses
@@ -172,8 +174,12 @@ def _power_iteration_all(pairs: list[tuple[SpectralNorm, torch.Tensor]]) -> list
     sigmas = torch.linalg.vector_norm(wv_rows, dim=1).clamp_min_(eps)
     u_rows = wv_rows / sigmas[:, None]
     us = [u_rows[i, : len(sn._u)] for i, sn in enumerate(norms)]
-    torch._foreach_copy_([sn._u for sn in norms], us)
-    torch._foreach_copy_([sn._v for sn in norms], vs)
+    targets, sources = [sn._u for sn in norms] + [sn._v for sn in norms], us + vs
+    if hasattr(torch, "_foreach_copy_"):  # torch >= 2.1: one launch on a GPU
+        torch._foreach_copy_(targets, sources)
+    else:
+        for target, source in zip(targets, sources):
+            target.copy_(source)
     out = []
     for (sn, w), u, v, sigma in zip(pairs, us, vs, sigmas):
         with torch.set_grad_enabled(w.requires_grad):
