@@ -176,9 +176,9 @@ def train_step(p: Parts, data: DeviceData, cfg: TrainConfig, rt: Runtime, step: 
     def aug(x):
         return diff_augment(x, cfg.augment) if cfg.augment else x
 
-    # G's weights do not change until its optimizer step, so its spectral norms are computed once for
-    # its passes in the D step and the G step (cached_spectral_norms); the block ends before opt_g.step()
-    # (and D's for its pass in each D step); torch.compile fuses spectral norms itself: no cache there
+    # Spectral norms are computed once per network and update (cached_spectral_norms): G's for its passes in
+    # the D step and the G step, as its weights do not change before opt_g.step(), where the block ends; D's
+    # for its pass in each D step. torch.compile fuses the spectral norms itself: no cache there.
     with cached_spectral_norms(unwrap(p.G), enabled=not cfg.compile):
         for _ in range(cfg.d_steps):
             real, y = real_batch(data, cfg, rt)

@@ -85,17 +85,11 @@ class SpectralNorm(nn.Module):
             for _ in range(init_iterations):
                 self._power_iteration(matrix)
 
-    @torch.no_grad()
     def _power_iteration(self, matrix: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """One iteration on ``matrix`` [h, w]: updates ``_u``, ``_v`` in place and returns fresh copies of
         them and sigma = u^T matrix v = ||matrix v|| (0-d), all without gradient."""
-        v = F.normalize(torch.mv(matrix.t(), self._u), dim=0, eps=self.eps)
-        wv = torch.mv(matrix, v)
-        sigma = torch.linalg.vector_norm(wv).clamp_min(self.eps)
-        u = wv / sigma  # F.normalize(wv) without computing the norm twice
-        self._u.copy_(u)
-        self._v.copy_(v)
-        return u, v, sigma
+        (u,), (v,), sigmas = _iterate([self], [matrix])
+        return u, v, sigmas[0]
 
     def _normalized(self, weight: torch.Tensor) -> torch.Tensor:
         matrix = weight.detach().flatten(1)
@@ -154,18 +148,16 @@ def _padded_rows(vectors: list[torch.Tensor], fill) -> torch.Tensor:
 
 
 @torch.no_grad()
-def _power_iteration_all(pairs: list[tuple[SpectralNorm, torch.Tensor]]) -> list[torch.Tensor]:
-    """One power iteration for many spectral norms at once (same device, dtype and eps); returns each
-    one's normalised weight, with the gradient of :class:`_DivideBySigma` where the weight requires it.
+def _iterate(norms: list[SpectralNorm], matrices: list[torch.Tensor]):
+    """One power iteration of each spectral norm on its ``matrices[i]`` [h_i, w_i] (same device, dtype, eps).
 
-    The same numbers as each norm's own ``_power_iteration``, but the normalisations of all the vectors
-    are one operator on a zero-padded matrix instead of three per layer: 3 operators per layer plus about
-    ten, against 11 per layer (the matrix-vector products stay one per layer).
+    Updates every ``_u``, ``_v`` in place; returns fresh (us, vs, sigmas): lists of [h_i], [w_i] and a
+    tensor [n] with sigma_i = u_i^T W_i v_i = ||W_i v_i||. The vectors of all layers sit in the rows of
+    a zero-padded matrix (zeros do not change a norm), so their normalisations are one operator for all
+    layers instead of three per layer; the matrix-vector products stay one per layer.
     """
-    norms = [sn for sn, _ in pairs]
     eps = norms[0].eps
-    matrices = [w.detach().flatten(1) for _, w in pairs]
-    # v <- normalize(W^T u), every layer's in one row of a padded matrix (zeros do not change a norm)
+    # v <- normalize(W^T u)
     v_rows = _padded_rows([sn._v for sn in norms], lambda i, out: torch.mv(matrices[i].t(), norms[i]._u, out=out))
     v_rows /= torch.linalg.vector_norm(v_rows, dim=1, keepdim=True).clamp_min_(eps)
     vs = [v_rows[i, : len(sn._v)] for i, sn in enumerate(norms)]
@@ -180,8 +172,18 @@ def _power_iteration_all(pairs: list[tuple[SpectralNorm, torch.Tensor]]) -> list
     else:
         for target, source in zip(targets, sources):
             target.copy_(source)
+    return us, vs, sigmas
+
+
+def _power_iteration_all(pairs: list[tuple[SpectralNorm, torch.Tensor]]) -> list[torch.Tensor]:
+    """One power iteration for many spectral norms at once (same device, dtype and eps); returns each
+    one's normalised weight, with the gradient of :class:`_DivideBySigma` where the weight requires it.
+
+    3 operators per layer plus about ten (see :func:`_iterate`), against 11 per layer one at a time.
+    """
+    us, vs, sigmas = _iterate([sn for sn, _ in pairs], [w.detach().flatten(1) for _, w in pairs])
     out = []
-    for (sn, w), u, v, sigma in zip(pairs, us, vs, sigmas):
+    for (_, w), u, v, sigma in zip(pairs, us, vs, sigmas):
         with torch.set_grad_enabled(w.requires_grad):
             out.append(_DivideBySigma.apply(w, u, v, sigma))
     return out
