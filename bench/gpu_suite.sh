@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Everything this project measures on a GPU machine, in one go (the GPU machines here are lent for
 # minutes at a time). Usage, from the repo root: bash bench/gpu_suite.sh OUT_DIR [part ...]
-#   parts: tests train ops compile graphs graphs-bf16 profile submission eval kernel (default: tests train submission)
+#   parts: tests train ops compile graphs graphs-bf16 check profile submission png eval kernel
+#   (default: tests train submission)
 # Compiling BigGAN takes minutes: run compile and graphs in calls of their own.
 # Needs torch with CUDA, and pytorch-fid importable (on a machine without it: install its wheel first).
 set -uo pipefail
-out=${1:?usage: bash bench/gpu_suite.sh OUT_DIR [tests|train|ops|compile|graphs|graphs-bf16|profile|submission|eval|kernel ...]}; shift
+out=${1:?usage: bash bench/gpu_suite.sh OUT_DIR [tests|train|ops|compile|graphs|graphs-bf16|check|profile|submission|png|eval|kernel ...]}; shift
 parts=${*:-tests train submission}
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1
@@ -30,6 +31,9 @@ for part in $parts; do
       $py bench/train_bench.py --defaults --models biggan --batch 128 --precision $prec --compile on \
         --compile-mode reduce-overhead --steps 30 --warmup 5 --json "$out/train_$part.json" 2>&1 \
         | grep -v "^W" | tee "$out/train_$part.log" ;;
+    check)  # the fastest configuration (bf16, CUDA graphs) trains like the eager step: same seed, loss by loss
+      $py bench/compile_check.py --model biggan --batch 128 --precision bf16 --compile-mode reduce-overhead \
+        --steps 12 2>&1 | grep -v "^W" | tee "$out/compile_check.log" ;;
     compile)
       $py bench/train_bench.py --defaults --models biggan dcgan --batch 128 --precision fp32 bf16 --compile on \
         --steps 30 --warmup 5 --json "$out/train_compile.json" 2>&1 | tee "$out/train_compile.log" ;;
@@ -40,6 +44,8 @@ for part in $parts; do
       $py bench/submission_bench.py --device cuda --zip /tmp/submission_bench/images.zip --networks standin \
         --feature-images 100 --phases inception \
         --frechet eigh --work /tmp/submission_bench 2>&1 | grep -v WARNING | tee "$out/score_phases_eigh.log" ;;
+    png)  # PNG encoding threads on this host (images.codec_threads uses 4)
+      $py bench/png_threads.py 1 4 8 16 4 8 2>&1 | tee "$out/png_threads.log" ;;
     profile)  # wall time against GPU kernel time of one BigGAN step (launch-bound or not)
       $py bench/profile_train.py --model biggan --batch 128 --precision fp32 --rows 12 2>&1 | cut -c1-200 \
         | tee "$out/profile.log" ;;

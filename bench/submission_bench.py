@@ -142,7 +142,9 @@ def score_phases(work: Path, zp: Path, device: str, n: int, n_ref: int, network:
         # the report's lines: "  <step>   <seconds> s  <share>%", then "  total of the steps   <seconds> s"
         report = text[text.index("wall time per step"):].splitlines()[1:]
         steps = {m[1]: float(m[2]) for m in (STEP_LINE.match(line) for line in report) if m}
-        out[run] = {"process_s": round(wall, 2), "steps_s": steps}
+        # the method that gave the FID: eigh hands singular covariances to sqrtm ("sqrtm (eigh fallback)")
+        used = json.loads((work / "score.json").read_text())["frechet"]
+        out[run] = {"process_s": round(wall, 2), "frechet_method": used, "steps_s": steps}
     return out
 
 

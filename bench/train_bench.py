@@ -39,20 +39,33 @@ def synthetic(n: int = 2048, classes: int = 120) -> Dataset:
     )
 
 
-def bench_one(model: str, batch: int, precision: str, compile_: bool, defaults: bool, steps: int, warmup: int,
-              device: str, compile_mode: str = "default") -> dict:
+def bench_config(model: str, batch: int, precision: str, compile_: bool, defaults: bool,
+                 compile_mode: str = "default"):
+    """The train stage's config for one benchmarked case (``defaults``: the models' 1st-place sizes)."""
     values = dict(read_params().get("train") or {})
     if defaults:  # the models' own defaults: the 1st-place sizes
         values = {k: v for k, v in values.items() if k not in ("dcgan", "biggan", "progan")}
     values.update(model=model, batch_size=batch, precision=precision, compile=compile_, compile_mode=compile_mode,
                   ema_decay=0.999)
-    cfg = build_config("train", values)
+    return build_config("train", values)
+
+
+def bench_setup(cfg, device: str, seed: int = 0):
+    """(runtime, parts, device data) for ``cfg`` on the synthetic set, from ``seed``: the same weights and
+    batches for the same seed."""
     rt = setup_runtime(cfg.precision, cfg.channels_last, device)
     ds = synthetic()
-    torch.manual_seed(0)
-    parts = tr.build_parts(cfg, len(ds.breeds), rt, steps_per_epoch=len(ds) / batch)
-    data = tr.DeviceData(ds, rt.device, 0)
+    torch.manual_seed(seed)
+    parts = tr.build_parts(cfg, len(ds.breeds), rt, steps_per_epoch=len(ds) / cfg.batch_size)
+    data = tr.DeviceData(ds, rt.device, seed)
     tr.set_progress(parts, 1.0)  # progressive models at full 64x64 resolution: the expensive case
+    return rt, parts, data
+
+
+def bench_one(model: str, batch: int, precision: str, compile_: bool, defaults: bool, steps: int, warmup: int,
+              device: str, compile_mode: str = "default") -> dict:
+    cfg = bench_config(model, batch, precision, compile_, defaults, compile_mode)
+    rt, parts, data = bench_setup(cfg, device)
     for _ in range(warmup):
         tr.train_step(parts, data, cfg, rt)
     if rt.device.type == "cuda":
@@ -60,10 +73,11 @@ def bench_one(model: str, batch: int, precision: str, compile_: bool, defaults: 
         torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
     for _ in range(steps):
-        tr.train_step(parts, data, cfg, rt)
+        stats = tr.train_step(parts, data, cfg, rt)
     if rt.device.type == "cuda":
         torch.cuda.synchronize()
     dt = time.perf_counter() - t0
+    last = tr.as_floats(stats)  # a fast step that trains nothing would show here as nan or inf
     g_params = sum(p.numel() for p in tr.unwrap(parts.G).parameters())
     d_params = sum(p.numel() for p in tr.unwrap(parts.D).parameters())
     return {
@@ -71,6 +85,9 @@ def bench_one(model: str, batch: int, precision: str, compile_: bool, defaults: 
         "options": str(cfg.model_options), "g_params": g_params, "d_params": d_params,
         "steps": steps, "seconds": round(dt, 3), "images_per_s": round(steps * batch * cfg.d_steps / dt, 1),
         "peak_gpu_mb": round(torch.cuda.max_memory_allocated() / 2**20) if rt.device.type == "cuda" else None,
+        # CUDA graphs keep their tensors in private pools, which count as reserved, not allocated, between replays
+        "reserved_gpu_mb": round(torch.cuda.memory_reserved() / 2**20) if rt.device.type == "cuda" else None,
+        "last_losses": {k: round(v, 4) for k, v in last.items()},
         "device": torch.cuda.get_device_name() if rt.device.type == "cuda" else platform.processor() or "cpu",
     }
 
@@ -100,7 +117,9 @@ def main() -> int:
                     rows.append(r)
                     print(f"{r['model']:7s} batch {r['batch']:4d} {r['precision']:5s} compile {r['compile'] or 'off'} "
                           f"{r['images_per_s']:9.1f} img/s  G {r['g_params'] / 1e6:.2f}M  D {r['d_params'] / 1e6:.2f}M  "
-                          f"peak GPU {r['peak_gpu_mb']} MB  ({r['device']})", flush=True)
+                          f"peak GPU {r['peak_gpu_mb']} MB (reserved {r['reserved_gpu_mb']} MB)  "
+                          f"last D/G loss {r['last_losses']['loss_d']:.3f}/{r['last_losses']['loss_g']:.3f}  "
+                          f"({r['device']})", flush=True)
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(rows, indent=2))
     return 0

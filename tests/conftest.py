@@ -73,12 +73,28 @@ def _is_kaggle_module(name: str) -> bool:
 
 
 @pytest.fixture
-def no_credentials(tmp_path, monkeypatch):
+def kaggle_installed() -> None:
+    """Skips where the kaggle package is not installed (the GPU machines' image)."""
+    if "kaggle" not in sys.modules and importlib.util.find_spec("kaggle") is None:
+        pytest.skip("the kaggle package is not installed")
+
+
+@pytest.fixture
+def dvclive_installed() -> None:
+    """Skips where dvclive is not installed (the GPU machines' image). ``importorskip("dvclive")`` is not
+    enough: run from the repo root, the train stage's own ``dvclive/`` output folder imports as an empty
+    namespace package, so look for the class the train stage uses."""
+    try:
+        from dvclive import Live  # noqa: F401
+    except ImportError:
+        pytest.skip("dvclive is not installed")
+
+
+@pytest.fixture
+def no_credentials(tmp_path, monkeypatch, kaggle_installed):
     """The real kaggle package with no credentials: HOME is an empty folder, no KAGGLE_* variable is set,
     the package is imported afresh (its config folder is fixed at import time), and any socket connection
     fails. Yields the empty HOME. Skips where the kaggle package is not installed (the GPU machines)."""
-    if "kaggle" not in sys.modules and importlib.util.find_spec("kaggle") is None:
-        pytest.skip("the kaggle package is not installed")
     home = tmp_path / "home"
     home.mkdir()
     monkeypatch.setenv("HOME", str(home))

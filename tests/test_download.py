@@ -147,7 +147,7 @@ def test_missing_credentials_say_what_to_do(no_credentials, _no_params_file, cap
     assert list(work.iterdir()) == []  # neither raw/ nor download/ was created
 
 
-def test_missing_credentials_in_a_subprocess(tmp_path):
+def test_missing_credentials_in_a_subprocess(tmp_path, kaggle_installed):
     home = tmp_path / "home"
     home.mkdir()
     work = tmp_path / "sub"

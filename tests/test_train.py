@@ -62,8 +62,7 @@ def test_device_batches_are_scaled_and_labelled():
 
 
 @pytest.mark.parametrize("model", ["dcgan", "biggan", "progan"])
-def test_a_short_run_writes_a_usable_checkpoint(tmp_path, model):
-    pytest.importorskip("dvclive")  # the losses go to dvclive (not on the GPU machines' image)
+def test_a_short_run_writes_a_usable_checkpoint(tmp_path, model, dvclive_installed):  # the losses go to dvclive
     cfg = cfg_for(model, epochs=0.5)
     summary = run_train(tmp_path, cfg, samples_dir=tmp_path / "samples", live_dir=tmp_path / "live")
     assert summary["steps"] == summary["total_steps"] == 3  # 0.5 * 48 / 8

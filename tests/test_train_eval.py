@@ -20,8 +20,7 @@ def logged(live, name: str) -> list[tuple[int, float]]:
         return [(int(r["step"]), float(r[name])) for r in csv.DictReader(fh, delimiter="\t")]
 
 
-def test_evaluations_are_logged_and_best_pt_holds_the_lowest_mifid(tmp_path):
-    pytest.importorskip("dvclive")
+def test_evaluations_are_logged_and_best_pt_holds_the_lowest_mifid(tmp_path, dvclive_installed):
     cfg = cfg_for("dcgan", epochs=1.0, eval_every=2, eval_images=64, lr_g=2e-3)  # 6 steps: evaluated at 2, 4, 6
     ds = tiny_dataset()
     summary = run_train(tmp_path, cfg, ds, live_dir=tmp_path / "live", evaluation=settings(tmp_path))
