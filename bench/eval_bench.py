@@ -47,7 +47,7 @@ def network_for(name: str) -> tuple[feat.FeatureNetwork, str]:
     except feat.FeatureNetworkError:  # no Inception weights here: the same architecture, random weights
         from submission_bench import random_inception
 
-        return random_inception(), "random weights, same architecture (timing only)"
+        return random_inception()[0], "random weights, same architecture (timing only)"
 
 
 def sync(device: torch.device) -> None:

@@ -41,8 +41,10 @@ for part in $parts; do
       # with score.frechet: eigh on the same zip and cached reference statistics
       $py bench/submission_bench.py --device cuda --networks standin inception --feature-images 5000 --full-score \
         --work /tmp/submission_bench 2>&1 | grep -v WARNING | tee "$out/submission_bench.log"
+      # (a zip of noise: random-weight G's near-identical images have a singular covariance, and eigh would
+      # hand it to sqrtm; noise has full-rank features, as a trained G's have)
       $py bench/submission_bench.py --device cuda --zip /tmp/submission_bench/images.zip --networks standin \
-        --feature-images 100 --phases inception \
+        --feature-images 100 --no-math --phases inception --noise-submission \
         --frechet eigh --work /tmp/submission_bench 2>&1 | grep -v WARNING | tee "$out/score_phases_eigh.log" ;;
     png)  # PNG encoding threads on this host (images.codec_threads uses 4)
       $py bench/png_threads.py 1 4 8 16 4 8 2>&1 | tee "$out/png_threads.log" ;;

@@ -29,6 +29,7 @@ sys.path.insert(0, str(REPO))
 from pipeline.checkpoint import save_checkpoint  # noqa: E402
 from pipeline.config import build_config  # noqa: E402
 from pipeline.files import Dataset, save_dataset  # noqa: E402
+from pipeline.generate import write_zip  # noqa: E402
 from pipeline.metrics import features as feat  # noqa: E402
 from pipeline.metrics.mifid import (covariance_root, feature_statistics, frechet_distance,  # noqa: E402
                                     frechet_distance_eigh, mifid_from_reference, prepare_reference)
@@ -51,16 +52,42 @@ def timed(cmd: list[str]) -> float:
     return time.perf_counter() - t0
 
 
-def random_inception() -> feat.FeatureNetwork:
-    """pytorch-fid's Inception architecture with random weights: the same cost as the real one."""
+def random_inception(calibration_images: int = 48) -> tuple[feat.FeatureNetwork, torch.nn.Module]:
+    """pytorch-fid's Inception architecture with random weights: the same cost as the real one.
+
+    Returns (the network, its inner TF-ported Inception3, whose state dict is what a weights file holds).
+    The batch norms' statistics are set from ``calibration_images`` random 64x64 images fed as the score
+    feeds them: with the defaults (mean 0, variance 1), 418 of the 2048 features of noise images were
+    identically zero, every covariance was singular, and the score's ``eigh`` Frechet path handed over to
+    ``sqrtm`` (BENCHMARKS.md): the timing would not have been that of real weights, whose features have
+    full rank. Calibrated, none was zero.
+    """
     from unittest import mock
 
     from pytorch_fid import inception as fid_inception
 
+    inner = []
+    build = fid_inception.fid_inception_v3
+
+    def keep(*args, **kwargs):  # the wrapper builds the inner network and keeps only its layers
+        inner.append(build(*args, **kwargs))
+        return inner[-1]
+
     with mock.patch.object(fid_inception, "load_state_dict_from_url", lambda *a, **k: {}), \
-            mock.patch.object(torch.nn.Module, "load_state_dict", lambda self, *a, **k: None):
+            mock.patch.object(torch.nn.Module, "load_state_dict", lambda self, *a, **k: None), \
+            mock.patch.object(fid_inception, "fid_inception_v3", keep):
+        torch.manual_seed(0)
         net = fid_inception.InceptionV3([3], resize_input=True, normalize_input=True)
-    return feat.FeatureNetwork("inception", feat._PoolFeatures(net), 2048, True, "random")
+    norms = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    for m in norms:
+        m.reset_running_stats()
+        m.momentum = None  # a plain average over the calibration batch
+    images = np.random.default_rng(0).integers(0, 256, (calibration_images, 3, 64, 64), dtype=np.uint8)
+    net.train()
+    with torch.no_grad():
+        net(torch.from_numpy(images).float() / 255)
+    net.eval()
+    return feat.FeatureNetwork("inception", feat._PoolFeatures(net), 2048, True, "random"), inner[-1]
 
 
 def feature_rate(name: str, images: np.ndarray, device: str, batch: int) -> tuple[float, np.ndarray, str]:
@@ -68,7 +95,7 @@ def feature_rate(name: str, images: np.ndarray, device: str, batch: int) -> tupl
         net = feat.load_network(name)
         note = "real weights"
     except feat.FeatureNetworkError:  # no Inception weights on this machine
-        net = random_inception()
+        net, _ = random_inception()
         note = "random weights, same architecture (timing only)"
     t0 = time.perf_counter()
     f = feat.extract_features(net, images, batch_size=batch, device=pick_device(device), progress=False)
@@ -81,16 +108,9 @@ def inception_weights_file(work: Path) -> tuple[str, str]:
     try:
         return str(feat.find_inception_weights(download=False)), "real weights"
     except feat.FeatureNetworkError:
-        from unittest import mock
-
-        from pytorch_fid import inception as fid_inception
-
         path = work / "random_inception.pth"
         # the state dict pytorch-fid loads is that of the inner TF-ported Inception3, not of its wrapper
-        with mock.patch.object(fid_inception, "load_state_dict_from_url", lambda *a, **k: {}), \
-                mock.patch.object(torch.nn.Module, "load_state_dict", lambda self, *a, **k: None):
-            net = fid_inception.fid_inception_v3()
-        torch.save(net.state_dict(), path)
+        torch.save(random_inception()[1].state_dict(), path)
         return str(path), "random weights, same architecture (timing only)"
 
 
@@ -129,13 +149,14 @@ def full_score(work: Path, zp: Path, device: str, n: int, n_ref: int, frechet: s
 STEP_LINE = re.compile(r"^\s+(.*?)\s+([\d.]+) s(\s+[\d.]+%)?$")
 
 
-def score_phases(work: Path, zp: Path, device: str, n: int, n_ref: int, network: str, frechet: str) -> dict:
+def score_phases(work: Path, zp: Path, device: str, n: int, n_ref: int, network: str, frechet: str,
+                 warm_runs: int = 2) -> dict:
     """The score stage's own report of where its time goes (``--verbose``), cold and warm, beside the wall
     time of the whole process and of ``import pipeline.score`` alone (interpreter start and imports)."""
     out = {"network": network, "frechet": frechet,
            "import_s": round(timed([sys.executable, "-c", "import pipeline.score"]), 2)}
     cmd = score_command(work, zp, device, n, n_ref, network, frechet) + ["--verbose"]
-    for run in ("cold", "warm", "warm again"):
+    for run in ("cold", "warm", "warm again")[:1 + warm_runs]:
         t0 = time.perf_counter()
         text = subprocess.run(cmd, cwd=REPO, check=True, capture_output=True, text=True).stdout
         wall = time.perf_counter() - t0
@@ -145,6 +166,34 @@ def score_phases(work: Path, zp: Path, device: str, n: int, n_ref: int, network:
         # the method that gave the FID: eigh hands singular covariances to sqrtm ("sqrtm (eigh fallback)")
         used = json.loads((work / "score.json").read_text())["frechet"]
         out[run] = {"process_s": round(wall, 2), "frechet_method": used, "steps_s": steps}
+    return out
+
+
+def metric_math(rng: np.random.Generator) -> dict:
+    """The MiFID step itself at full size, in this process: reference statistics, MiFID, and the Frechet
+    distance both ways (Kaggle's sqrtm; eigh with the reference's root), on random features."""
+    out = {}
+    big_ref = rng.random((22_000, 2048), dtype=np.float32)
+    big_gen = rng.random((10_000, 2048), dtype=np.float32)
+    t0 = time.perf_counter()
+    ref = prepare_reference(big_ref)
+    out["reference_stats_2048d_22k_s"] = round(time.perf_counter() - t0, 2)
+    t0 = time.perf_counter()
+    mifid_from_reference(big_gen, *ref)
+    out["mifid_2048d_10k_vs_22k_s"] = round(time.perf_counter() - t0, 2)
+    # the Frechet distance alone, both ways: Kaggle's sqrtm, and eigh (the reference's root once, then per score)
+    gen_stats = feature_statistics(big_gen)
+    t0 = time.perf_counter()
+    exact = frechet_distance(*gen_stats, ref[0], ref[1])
+    out["frechet_2048d_sqrtm_s"] = round(time.perf_counter() - t0, 2)
+    t0 = time.perf_counter()
+    root = covariance_root(ref[1])
+    out["covariance_root_2048d_s"] = round(time.perf_counter() - t0, 2)
+    t0 = time.perf_counter()
+    fast, used = frechet_distance_eigh(*gen_stats, ref[0], ref[1], root)
+    out["frechet_2048d_eigh_s"] = round(time.perf_counter() - t0, 2)
+    out["frechet_eigh_method"] = used
+    out["frechet_eigh_vs_sqrtm_relative_difference"] = float(f"{abs(fast - exact) / exact:.3g}")
     return out
 
 
@@ -164,6 +213,14 @@ def main() -> int:
     ap.add_argument("--phases", metavar="NETWORK", choices=["standin", "inception"],
                     help="also run `python -m pipeline.score --verbose` with this network (cold, then twice warm) "
                          "and report the wall time of each of its steps")
+    ap.add_argument("--warm-runs", type=int, default=2, choices=[0, 1, 2],
+                    help="--phases: score runs after the cold one, reusing the cached reference (default 2)")
+    ap.add_argument("--no-math", action="store_true",
+                    help="skip the full-size MiFID and Frechet steps on random features (about 25 s)")
+    ap.add_argument("--noise-submission", action="store_true",
+                    help="--full-score and --phases score a zip of random-noise images, not the generated one: "
+                         "with random weights, G's near-identical images give a singular covariance, which sends "
+                         "score.frechet eigh to its sqrtm fallback; noise has full-rank features, as a trained G has")
     ap.add_argument("--frechet", default="sqrtm", choices=["sqrtm", "eigh"], help="score.frechet of the score runs")
     ap.add_argument("--zip", type=Path, metavar="ZIP",
                     help="time this submission zip of --n images instead of generating one (no generate figure)")
@@ -186,33 +243,19 @@ def main() -> int:
         rate, f, note = feature_rate(name, images, args.device, 100)
         results[f"features_{name}_img_per_s"] = round(rate, 1)
         results[f"features_{name}_weights"] = note
-    # the MiFID step itself at full size: 10,000 generated x 22,000 reference features of 2048 dims
-    big_ref = rng.random((22_000, 2048), dtype=np.float32)
-    big_gen = rng.random((10_000, 2048), dtype=np.float32)
-    t0 = time.perf_counter()
-    ref = prepare_reference(big_ref)
-    results["reference_stats_2048d_22k_s"] = round(time.perf_counter() - t0, 2)
-    t0 = time.perf_counter()
-    mifid_from_reference(big_gen, *ref)
-    results["mifid_2048d_10k_vs_22k_s"] = round(time.perf_counter() - t0, 2)
-    # the Frechet distance alone, both ways: Kaggle's sqrtm, and eigh (the reference's root once, then per score)
-    gen_stats = feature_statistics(big_gen)
-    t0 = time.perf_counter()
-    exact = frechet_distance(*gen_stats, ref[0], ref[1])
-    results["frechet_2048d_sqrtm_s"] = round(time.perf_counter() - t0, 2)
-    t0 = time.perf_counter()
-    root = covariance_root(ref[1])
-    results["covariance_root_2048d_s"] = round(time.perf_counter() - t0, 2)
-    t0 = time.perf_counter()
-    fast, used = frechet_distance_eigh(*gen_stats, ref[0], ref[1], root)
-    results["frechet_2048d_eigh_s"] = round(time.perf_counter() - t0, 2)
-    results["frechet_eigh_method"] = used
-    results["frechet_eigh_vs_sqrtm_relative_difference"] = float(f"{abs(fast - exact) / exact:.3g}")
+    if not args.no_math:
+        results.update(metric_math(rng))
+    if args.noise_submission and (args.full_score or args.phases):
+        zp = args.work / "noise.zip"
+        noise = np.random.default_rng(2)
+        write_zip(zp, (noise.integers(0, 256, (min(1000, args.n - i), 64, 64, 3), dtype=np.uint8)
+                       for i in range(0, args.n, 1000)), args.n)
+        results["scored_zip"] = f"{args.n} random-noise images (--noise-submission)"
     if args.full_score:
         results.update(full_score(args.work, zp, args.device, args.n, args.ref_images, args.frechet))
     if args.phases:
         results["score_phases"] = score_phases(args.work, zp, args.device, args.n, args.ref_images, args.phases,
-                                               args.frechet)
+                                               args.frechet, args.warm_runs)
     import resource
 
     results["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
