@@ -26,7 +26,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from pipeline.checkpoint import CheckpointError, load_checkpoint, models_from
+from pipeline.checkpoint import CheckpointError, generator_from, load_checkpoint
 from pipeline.config import ConfigError, add_config_arguments, config_from_args
 from pipeline.files import atomic_path
 from pipeline.images import codec_threads, image_grid, png_bytes, save_gif, save_png
@@ -202,9 +202,8 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError(f"--n {n}: need at least one image")
         ck = load_checkpoint(args.checkpoint)
         weights = label_weights(ck, cfg.label_sampling, args.breed)
-        G, _, G_ema = models_from(ck)
         device = pick_device(args.device)
-        net = (G_ema if cfg.use_ema else G).to(device)
+        net = generator_from(ck, ema=cfg.use_ema).to(device)
         t0 = time.monotonic()
         if out is not None:
             batches = generate_images(net, n, net.z_dim, weights, cfg.truncation, seed, cfg.batch_size, device,

@@ -31,7 +31,7 @@ import torch
 
 import pipeline
 from pipeline import train as train_stage
-from pipeline.checkpoint import load_checkpoint, models_from
+from pipeline.checkpoint import generator_from, load_checkpoint
 from pipeline.config import GenerateConfig, KernelConfig, PrepareConfig, ScoreConfig, TrainConfig, build_config
 from pipeline.files import write_bytes, write_json, write_text
 from pipeline.generate import generate_images, label_weights, write_zip
@@ -170,9 +170,8 @@ def generate_submission(checkpoint: Path, cfg: GenerateConfig, zip_path: Path, g
     generate stage does."""
     ck = load_checkpoint(checkpoint)
     weights = label_weights(ck, cfg.label_sampling, None)
-    G, _, G_ema = models_from(ck)
     device = pick_device("auto")
-    net = (G_ema if cfg.use_ema else G).to(device)
+    net = generator_from(ck, ema=cfg.use_ema).to(device)
     batches = generate_images(net, cfg.n, net.z_dim, weights, cfg.truncation, cfg.seed, cfg.batch_size, device,
                               progress=progress, precision=cfg.precision)
     first = write_zip(zip_path, batches, cfg.n)

@@ -190,7 +190,7 @@ def breed_grid(checkpoint: dict, n_breeds: int, truncation: float, seed: int = 0
     for an unconditional model."""
     import torch
 
-    from pipeline.checkpoint import models_from
+    from pipeline.checkpoint import generator_from
     from pipeline.generate import truncated_normal
 
     n_classes = checkpoint["n_classes"]
@@ -198,8 +198,7 @@ def breed_grid(checkpoint: dict, n_breeds: int, truncation: float, seed: int = 0
         return None
     counts = np.asarray(checkpoint["extra"].get("label_counts") or np.ones(n_classes))
     breeds = np.argsort(-counts, kind="stable")[:n_breeds]
-    _, _, G = models_from(checkpoint)
-    G = G.to(device).eval()
+    G = generator_from(checkpoint).to(device)
     z = truncated_normal((len(breeds) * BREED_COLUMNS, G.z_dim), truncation, torch.Generator().manual_seed(seed))
     y = torch.as_tensor(np.repeat(breeds, BREED_COLUMNS))
     with torch.no_grad():

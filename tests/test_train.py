@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.checkpoint import CheckpointError, load_checkpoint, models_from
+from pipeline.checkpoint import CheckpointError, generator_from, load_checkpoint, models_from
 from pipeline.config import build_config
 from pipeline.files import Dataset, save_dataset
 from pipeline.runtime import setup_runtime
@@ -96,6 +96,14 @@ def test_checkpoint_round_trip_generates_the_same_images(tmp_path):
     assert torch.equal(a, b)
     # and the EMA weights differ from the raw G's (decay 0.9 over 3 steps)
     assert any(not torch.equal(ck["G"][k], ck["G_ema"][k]) for k in ck["G"] if ck["G"][k].is_floating_point())
+    # the sampling stages' generator_from builds the same G_ema (or the raw G), ready to sample
+    g_raw, _, _ = models_from(ck)
+    ema, raw = generator_from(ck), generator_from(ck, ema=False)
+    assert not ema.training and not any(p.requires_grad for p in ema.parameters())
+    with torch.no_grad():
+        assert torch.equal(ema(z, y), a)
+        assert torch.equal(raw(z, y), g_raw.eval()(z, y))
+        assert not torch.equal(raw(z, y), a)
 
 
 def test_corrupt_and_foreign_checkpoints_are_clear_errors(tmp_path):
