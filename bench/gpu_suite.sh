@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Everything this project measures on a GPU machine, in one go (the GPU machines here are lent for
 # minutes at a time). Usage, from the repo root: bash bench/gpu_suite.sh OUT_DIR [part ...]
-#   parts: tests train ops compile compile-biggan64 graphs graphs-bf16 check profile submission png eval kernel
+#   parts: tests train ops compile compile-biggan64 graphs graphs-bf16 check profile submission png eval kernel kernel-graphs
 #   (default: tests train submission)
 # Compiling BigGAN takes minutes (about 2.5 on an H100): run compile, compile-biggan64, graphs and graphs-bf16
 # in calls of their own.
 # Needs torch with CUDA, and pytorch-fid importable (on a machine without it: install its wheel first).
 set -uo pipefail
-out=${1:?usage: bash bench/gpu_suite.sh OUT_DIR [tests|train|ops|compile|compile-biggan64|graphs|graphs-bf16|check|profile|submission|png|eval|kernel ...]}; shift
+out=${1:?usage: bash bench/gpu_suite.sh OUT_DIR [tests|train|ops|compile|compile-biggan64|graphs|graphs-bf16|check|profile|submission|png|eval|kernel|kernel-graphs ...]}; shift
 parts=${*:-tests train submission}
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1
@@ -60,6 +60,10 @@ for part in $parts; do
     kernel)  # the built Kaggle kernel on a fake /kaggle with the demo data, on this GPU and torch
       PYTHON=$py bash scripts/kernel_smoke.sh --set generate.n=10000 2>&1 | grep -v "it/s]" | tail -30 \
         | tee "$out/kernel.log" ;;
+    kernel-graphs)  # the same, training with CUDA graphs in bf16 (the fastest setting): the whole loop with
+      # logging, sample grids, EMA and checkpoints around the compiled step, not train_step alone
+      PYTHON=$py bash scripts/kernel_smoke.sh --set train.compile=true --set train.compile_mode=reduce-overhead \
+        --set train.precision=bf16 2>&1 | grep -v "it/s]" | grep -v "^W" | tail -30 | tee "$out/kernel_graphs.log" ;;
     eval)  # what the in-training MiFID (Inception, every 5000 steps) adds to the 1st-place BigGAN run
       $py bench/eval_bench.py --defaults --device cuda --batch 32 --network inception \
         --json "$out/eval_bench.json" 2>&1 | grep -v "it/s]" | tee "$out/eval_bench.log" ;;
