@@ -30,6 +30,7 @@ from pipeline.checkpoint import CheckpointError, generator_from, load_checkpoint
 from pipeline.config import ConfigError, add_config_arguments, config_from_args
 from pipeline.files import atomic_path
 from pipeline.images import codec_threads, image_grid, png_bytes, save_gif, save_png
+from pipeline.models.layers import cached_spectral_norms
 from pipeline.runtime import pick_device
 from pipeline.walks import plan_walks, render_walk
 
@@ -102,7 +103,9 @@ def generate_images(G: torch.nn.Module, n: int, z_dim: int, weights: np.ndarray 
     y_all = sample_labels(n, weights, gen) if weights is not None else None
     # channels_last: oneDNN's convolutions on a CPU run 8% (fp32) to 15% (bf16) faster with it, as cuDNN's do
     G.eval().to(memory_format=torch.channels_last)
-    with tqdm(total=n, desc="generate", unit="img", disable=not progress) as bar:
+    # the weights do not change while sampling: each spectral norm is evaluated once, not once per batch
+    # (the 1st-place BigGAN: 122 operators per batch instead of 224, i.e. fewer kernel launches on a GPU)
+    with tqdm(total=n, desc="generate", unit="img", disable=not progress) as bar, cached_spectral_norms(G):
         for start in range(0, n, batch_size):
             z = z_all[start:start + batch_size].to(device)
             y = y_all[start:start + batch_size].to(device) if y_all is not None else None
