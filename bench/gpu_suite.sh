@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Everything this project measures on a GPU machine, in one go (the GPU machines here are lent for
 # minutes at a time). Usage, from the repo root: bash bench/gpu_suite.sh OUT_DIR [part ...]
-#   parts: tests train ops compile compile-biggan64 graphs graphs-bf16 check profile submission png eval kernel kernel-graphs
+#   parts: tests train ops compile-dcgan compile-progan compile-biggan64 graphs graphs-bf16 check profile submission png eval kernel kernel-graphs
 #   (default: tests train submission)
-# Compiling BigGAN takes minutes (about 2.5 on an H100): run compile, compile-biggan64, graphs and graphs-bf16
-# in calls of their own.
+# Compiling BigGAN takes minutes (about 2.5 on an H100): run the compile-* parts, graphs and graphs-bf16 in
+# calls of their own.
 # Needs torch with CUDA, and pytorch-fid importable (on a machine without it: install its wheel first).
 set -uo pipefail
-out=${1:?usage: bash bench/gpu_suite.sh OUT_DIR [tests|train|ops|compile|compile-biggan64|graphs|graphs-bf16|check|profile|submission|png|eval|kernel|kernel-graphs ...]}; shift
+out=${1:?usage: bash bench/gpu_suite.sh OUT_DIR [tests|train|ops|compile-dcgan|compile-progan|compile-biggan64|graphs|graphs-bf16|check|profile|submission|png|eval|kernel|kernel-graphs ...]}; shift
 parts=${*:-tests train submission}
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1
@@ -35,14 +35,13 @@ for part in $parts; do
     check)  # the fastest configuration (bf16, CUDA graphs) trains like the eager step: same seed, loss by loss
       $py bench/compile_check.py --model biggan --batch 128 --precision bf16 --compile-mode reduce-overhead \
         --steps 12 2>&1 | grep -v "^W" | tee "$out/compile_check.log" ;;
-    compile)  # the eager grid of "train", compiled with CUDA graphs, for DCGAN and ProGAN (8 compiles)
-      $py bench/train_bench.py --defaults --models dcgan progan --batch 64 128 --precision fp32 bf16 --compile on \
-        --compile-mode reduce-overhead --steps 30 --warmup 5 --json "$out/train_compile.json" 2>&1 \
-        | grep -v "^W" | tee "$out/train_compile.log" ;;
-    compile-biggan64)  # BigGAN at batch 64, compiled with CUDA graphs (batch 128: graphs, graphs-bf16)
-      $py bench/train_bench.py --defaults --models biggan --batch 64 --precision fp32 bf16 --compile on \
-        --compile-mode reduce-overhead --steps 30 --warmup 5 --json "$out/train_compile_biggan64.json" 2>&1 \
-        | grep -v "^W" | tee "$out/train_compile_biggan64.log" ;;
+    compile-dcgan|compile-progan|compile-biggan64)  # the eager grid of "train", compiled with CUDA graphs:
+      # 4 compiles per part (BigGAN at batch 128: graphs, graphs-bf16)
+      model=${part#compile-}; batches="64 128"
+      [ "$model" = biggan64 ] && model=biggan && batches=64
+      $py bench/train_bench.py --defaults --models $model --batch $batches --precision fp32 bf16 --compile on \
+        --compile-mode reduce-overhead --steps 30 --warmup 5 --json "$out/train_$part.json" 2>&1 \
+        | grep -v "^W" | tee "$out/train_$part.log" ;;
     submission)  # generate, validate, features, the whole score with Kaggle's sqrtm; then the score's phases
       # with score.frechet: eigh on the same zip and cached reference statistics
       $py bench/submission_bench.py --device cuda --networks standin inception --feature-images 5000 --full-score \
