@@ -30,14 +30,19 @@ from pipeline.runtime import unwrap  # noqa: E402
 from train_bench import bench_config, bench_setup  # noqa: E402
 
 
-def run(cfg, device: str, steps: int) -> tuple[list[dict[str, float]], torch.Tensor, float]:
-    """(losses of each step, G's weights flattened on the CPU, seconds) for ``steps`` steps of ``cfg``."""
+def g_weights(parts) -> torch.Tensor:
+    """G's weights, flattened into one float32 vector on the CPU."""
+    return torch.cat([p.detach().float().flatten().cpu() for p in unwrap(parts.G_local).parameters()])
+
+
+def run(cfg, device: str, steps: int) -> tuple[list[dict[str, float]], torch.Tensor, torch.Tensor, float]:
+    """(losses of each step, G's weights before and after, seconds) for ``steps`` steps of ``cfg``."""
     rt, parts, data = bench_setup(cfg, device)
+    before = g_weights(parts)
     t0 = time.perf_counter()
     losses = [tr.as_floats(tr.train_step(parts, data, cfg, rt, step)) for step in range(steps)]
     seconds = time.perf_counter() - t0
-    weights = torch.cat([p.detach().float().flatten().cpu() for p in unwrap(parts.G_local).parameters()])
-    return losses, weights, seconds
+    return losses, before, g_weights(parts), seconds
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,8 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     defaults = not args.params_yaml_sizes
     eager_cfg = bench_config(args.model, args.batch, args.precision, False, defaults)
     compiled_cfg = bench_config(args.model, args.batch, args.precision, True, defaults, args.compile_mode)
-    eager, w_eager, t_eager = run(eager_cfg, args.device, args.steps)
-    compiled, w_compiled, t_compiled = run(compiled_cfg, args.device, args.steps)
+    eager, w_initial, w_eager, t_eager = run(eager_cfg, args.device, args.steps)
+    compiled, _, w_compiled, t_compiled = run(compiled_cfg, args.device, args.steps)
     print(f"{args.model} batch {args.batch} {args.precision}: eager {t_eager:.1f} s, compiled "
           f"({args.compile_mode}) {t_compiled:.1f} s for {args.steps} steps, compilation included")
     keys = ("loss_d", "loss_g")
@@ -71,20 +76,13 @@ def main(argv: list[str] | None = None) -> int:
             finite &= math.isfinite(a[k]) and math.isfinite(b[k])
             worst = max(worst, abs(a[k] - b[k]) / max(1.0, abs(a[k])))
     rel = float((w_eager - w_compiled).norm() / w_eager.norm())
-    moved = float((w_eager - run_initial_weights(eager_cfg, args.device)).norm() / w_eager.norm())
+    moved = float((w_eager - w_initial).norm() / w_eager.norm())
     print(f"largest loss difference {worst:.2%} (tolerance {args.tol:.0%}); G weights: eager and compiled differ by "
           f"{rel:.2e} relative, training moved them by {moved:.2e}")
     ok = finite and worst <= args.tol
     print("OK: the compiled step trains like the eager one" if ok else
           "FAILED: " + ("a loss is not finite" if not finite else "the compiled step's losses differ"))
     return 0 if ok else 1
-
-
-def run_initial_weights(cfg, device: str) -> torch.Tensor:
-    """G's weights as built from the seed, before any step: how far training moved them is the scale for
-    how far apart the eager and compiled weights are."""
-    _, parts, _ = bench_setup(cfg, device)
-    return torch.cat([p.detach().float().flatten().cpu() for p in unwrap(parts.G_local).parameters()])
 
 
 if __name__ == "__main__":

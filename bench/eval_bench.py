@@ -38,16 +38,8 @@ from pipeline.config import EVAL_EVERY_GPU, build_config, read_params  # noqa: E
 from pipeline.metrics import features as feat  # noqa: E402
 from pipeline.score import reference_statistics  # noqa: E402
 from pipeline.runtime import setup_runtime  # noqa: E402
+from submission_bench import network_for  # noqa: E402
 from train_bench import synthetic  # noqa: E402
-
-
-def network_for(name: str) -> tuple[feat.FeatureNetwork, str]:
-    try:
-        return feat.load_network(name), "real weights"
-    except feat.FeatureNetworkError:  # no Inception weights here: the same architecture, random weights
-        from submission_bench import random_inception
-
-        return random_inception()[0], "random weights, same architecture (timing only)"
 
 
 def sync(device: torch.device) -> None:

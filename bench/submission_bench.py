@@ -90,13 +90,17 @@ def random_inception(calibration_images: int = 48) -> tuple[feat.FeatureNetwork,
     return feat.FeatureNetwork("inception", feat._PoolFeatures(net), 2048, True, "random"), inner[-1]
 
 
-def feature_rate(name: str, images: np.ndarray, device: str, batch: int) -> tuple[float, np.ndarray, str]:
+def network_for(name: str) -> tuple[feat.FeatureNetwork, str]:
+    """(the registered network ``name``, a note on its weights); without Inception weights on this machine,
+    :func:`random_inception` (the same architecture and cost)."""
     try:
-        net = feat.load_network(name)
-        note = "real weights"
-    except feat.FeatureNetworkError:  # no Inception weights on this machine
-        net, _ = random_inception()
-        note = "random weights, same architecture (timing only)"
+        return feat.load_network(name), "real weights"
+    except feat.FeatureNetworkError:
+        return random_inception()[0], "random weights, same architecture (timing only)"
+
+
+def feature_rate(name: str, images: np.ndarray, device: str, batch: int) -> tuple[float, np.ndarray, str]:
+    net, note = network_for(name)
     t0 = time.perf_counter()
     f = feat.extract_features(net, images, batch_size=batch, device=pick_device(device), progress=False)
     return len(images) / (time.perf_counter() - t0), f, note
