@@ -153,6 +153,20 @@ def full_score(work: Path, zp: Path, device: str, n: int, n_ref: int, frechet: s
 STEP_LINE = re.compile(r"^\s+(.*?)\s+([\d.]+) s(\s+[\d.]+%)?$")
 
 
+def verbose_steps(text: str) -> dict[str, float]:
+    """Seconds per step from a stage's ``--verbose`` output: the lines after "wall time per step", each
+    "  <step>   <seconds> s  <share>%", then "  total of the steps   <seconds> s"."""
+    report = text[text.index("wall time per step"):].splitlines()[1:]
+    return {m[1]: float(m[2]) for m in (STEP_LINE.match(line) for line in report) if m}
+
+
+def timed_steps(cmd: list[str]) -> tuple[float, dict[str, float]]:
+    """(wall seconds of ``cmd``, a stage run with ``--verbose``; its own seconds per step)."""
+    t0 = time.perf_counter()
+    text = subprocess.run(cmd, cwd=REPO, check=True, capture_output=True, text=True).stdout
+    return time.perf_counter() - t0, verbose_steps(text)
+
+
 def score_phases(work: Path, zp: Path, device: str, n: int, n_ref: int, network: str, frechet: str,
                  warm_runs: int = 2) -> dict:
     """The score stage's own report of where its time goes (``--verbose``), cold and warm, beside the wall
@@ -161,12 +175,7 @@ def score_phases(work: Path, zp: Path, device: str, n: int, n_ref: int, network:
            "import_s": round(timed([sys.executable, "-c", "import pipeline.score"]), 2)}
     cmd = score_command(work, zp, device, n, n_ref, network, frechet) + ["--verbose"]
     for run in ("cold", "warm", "warm again")[:1 + warm_runs]:
-        t0 = time.perf_counter()
-        text = subprocess.run(cmd, cwd=REPO, check=True, capture_output=True, text=True).stdout
-        wall = time.perf_counter() - t0
-        # the report's lines: "  <step>   <seconds> s  <share>%", then "  total of the steps   <seconds> s"
-        report = text[text.index("wall time per step"):].splitlines()[1:]
-        steps = {m[1]: float(m[2]) for m in (STEP_LINE.match(line) for line in report) if m}
+        wall, steps = timed_steps(cmd)
         # the method that gave the FID: eigh hands singular covariances to sqrtm ("sqrtm (eigh fallback)")
         used = json.loads((work / "score.json").read_text())["frechet"]
         out[run] = {"process_s": round(wall, 2), "frechet_method": used, "steps_s": steps}
@@ -237,9 +246,10 @@ def main() -> int:
                "torch": torch.__version__, "threads": torch.get_num_threads()}
     if args.zip is None:
         make_checkpoint(ck, args.model)
-        results["generate_zip_s"] = round(timed([py, "-m", "pipeline.generate", "--checkpoint", str(ck), "--out",
-                                                  str(zp), "--n", str(args.n), "--no-progress", "--device",
-                                                  args.device, "--set", f"generate.precision={args.precision}"]), 2)
+        wall, steps = timed_steps([py, "-m", "pipeline.generate", "--checkpoint", str(ck), "--out", str(zp), "--n",
+                                   str(args.n), "--no-progress", "--device", args.device, "--set",
+                                   f"generate.precision={args.precision}", "--verbose"])
+        results["generate_zip_s"], results["generate_steps_s"] = round(wall, 2), steps
     results["validate_s"] = round(timed([py, "-m", "pipeline.validate", str(zp), "--expected", str(args.n)]), 2)
     rng = np.random.default_rng(0)
     images = rng.integers(0, 256, (args.feature_images, 64, 64, 3), dtype=np.uint8)

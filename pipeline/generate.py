@@ -30,6 +30,7 @@ from pipeline.checkpoint import CheckpointError, generator_from, load_checkpoint
 from pipeline.config import ConfigError, add_config_arguments, config_from_args
 from pipeline.files import atomic_path
 from pipeline.images import codec_threads, image_grid, png_bytes, save_gif, save_png
+from pipeline.metrics.phases import Phases, process_age, record
 from pipeline.models.layers import cached_spectral_norms
 from pipeline.runtime import pick_device
 from pipeline.walks import plan_walks, render_walk
@@ -91,37 +92,42 @@ def label_weights(ck: dict, sampling: str, breed: str | None) -> np.ndarray | No
 @torch.no_grad()
 def generate_images(G: torch.nn.Module, n: int, z_dim: int, weights: np.ndarray | None, truncation: float,
                     seed: int, batch_size: int, device: torch.device, progress: bool = True,
-                    precision: str = "fp32"):
+                    precision: str = "fp32", phases: Phases | None = None):
     """Yield uint8 [B, 64, 64, 3] batches, ``n`` images in all, from ``G`` (in eval mode).
 
     The latents and labels are drawn on the CPU from ``seed``, so they do not depend on the device.
     ``precision`` bf16 runs G under bf16 autocast: on a CPU with AMX (Sapphire Rapids and newer) 2.2x faster
     for the 1st-place BigGAN, pixels within a few levels of fp32's (BENCHMARKS.md); fp32 elsewhere.
+    ``phases``: where the time goes (None: not recorded); the consumer's time between batches is not counted.
     """
-    gen = torch.Generator().manual_seed(seed)
-    z_all = truncated_normal((n, z_dim), truncation, gen)
-    y_all = sample_labels(n, weights, gen) if weights is not None else None
+    with record(phases, "latents and labels"):
+        gen = torch.Generator().manual_seed(seed)
+        z_all = truncated_normal((n, z_dim), truncation, gen)
+        y_all = sample_labels(n, weights, gen) if weights is not None else None
     # channels_last: oneDNN's convolutions on a CPU run 8% (fp32) to 15% (bf16) faster with it, as cuDNN's do
     G.eval().to(memory_format=torch.channels_last)
     # the weights do not change while sampling: each spectral norm is evaluated once, not once per batch
     # (the 1st-place BigGAN: 122 operators per batch instead of 224, i.e. fewer kernel launches on a GPU)
     with tqdm(total=n, desc="generate", unit="img", disable=not progress) as bar, cached_spectral_norms(G):
         for start in range(0, n, batch_size):
-            z = z_all[start:start + batch_size].to(device)
-            y = y_all[start:start + batch_size].to(device) if y_all is not None else None
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-                images = G(z, y).float().clamp(-1, 1)
-            pixels = ((images + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+            # on a GPU this includes waiting for the batch: .cpu() synchronises
+            with record(phases, "generator: forward, pixels to the host"):
+                z = z_all[start:start + batch_size].to(device)
+                y = y_all[start:start + batch_size].to(device) if y_all is not None else None
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+                    images = G(z, y).float().clamp(-1, 1)
+                pixels = ((images + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
             bar.update(len(pixels))
             yield pixels
 
 
-def write_zip(path: Path, batches, n: int) -> np.ndarray:
+def write_zip(path: Path, batches, n: int, phases: Phases | None = None) -> np.ndarray:
     """Write every image of ``batches`` as ``NNNNN.png`` into the zip at ``path`` (atomically).
 
     Returns the first (up to) 64 images for the grid. PNGs are already compressed, so they are stored.
     A batch's PNGs are encoded on threads (see codec_threads) while the next batch is generated: on a GPU
-    the generator and the host's encoding then overlap instead of taking turns.
+    the generator and the host's encoding then overlap instead of taking turns. ``phases``: where the time
+    goes (waiting for the encoder threads, writing the zip; None: not recorded).
     """
     first = []
     written = 0
@@ -129,7 +135,10 @@ def write_zip(path: Path, batches, n: int) -> np.ndarray:
     def flush(pixels, encoded) -> None:
         nonlocal written
         for image, future in zip(pixels, encoded):
-            z.writestr(zipfile.ZipInfo(f"{written:05d}.png", date_time=ZIP_DATE), future.result())
+            with record(phases, "PNG: wait for the encoder threads"):
+                data = future.result()
+            with record(phases, "zip: write members"):
+                z.writestr(zipfile.ZipInfo(f"{written:05d}.png", date_time=ZIP_DATE), data)
             if len(first) < 64:
                 first.append(image)
             written += 1
@@ -192,8 +201,13 @@ def main(argv: list[str] | None = None) -> int:
                         "through breeds instead (soft labels), e.g. submissions/walk.gif")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default: %(default)s)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--verbose", action="store_true",
+                        help="at the end, print the wall time of each step (imports, checkpoint, generator, PNGs, zip)")
     add_config_arguments(parser, "generate")
     args = parser.parse_args(argv)
+    phases = Phases() if args.verbose else None
+    if phases is not None and (age := process_age()) is not None:
+        phases.add("interpreter start + imports", age)
     if not args.out and not args.walk:
         parser.error("nothing to write: give --out ZIP, --walk GIF, or both")
     out = Path(args.out) if args.out else None
@@ -203,18 +217,24 @@ def main(argv: list[str] | None = None) -> int:
         seed = args.seed if args.seed is not None else cfg.seed
         if n < 1:
             raise ConfigError(f"--n {n}: need at least one image")
-        ck = load_checkpoint(args.checkpoint)
+        with record(phases, "checkpoint: load"):
+            ck = load_checkpoint(args.checkpoint)
         weights = label_weights(ck, cfg.label_sampling, args.breed)
-        device = pick_device(args.device)
-        net = generator_from(ck, ema=cfg.use_ema).to(device)
+        with record(phases, "device: pick"):
+            device = pick_device(args.device)
+        with record(phases, "generator: build"):
+            net = generator_from(ck, ema=cfg.use_ema)
+        with record(phases, "generator: to the device"):  # on a GPU, the first CUDA call starts CUDA
+            net = net.to(device)
         t0 = time.monotonic()
         if out is not None:
             batches = generate_images(net, n, net.z_dim, weights, cfg.truncation, seed, cfg.batch_size, device,
-                                      progress=not args.no_progress, precision=cfg.precision)
-            first = write_zip(out, batches, n)
+                                      progress=not args.no_progress, precision=cfg.precision, phases=phases)
+            first = write_zip(out, batches, n, phases)
             grid_path = Path(args.grid) if args.grid else out.with_name(f"{out.stem}_grid.png")
-            save_png(grid_path, image_grid(first, columns=8, zoom=1,
-                                           title=f"{ck['model']} step {ck['step']}, truncation {cfg.truncation}"))
+            with record(phases, "grid PNG"):
+                save_png(grid_path, image_grid(first, columns=8, zoom=1,
+                                               title=f"{ck['model']} step {ck['step']}, truncation {cfg.truncation}"))
             print(f"generate: {n} images from {ck['model']} (step {ck['step']}, {'EMA' if cfg.use_ema else 'raw'} G, "
                   f"truncation {cfg.truncation}) in {time.monotonic() - t0:.1f} s; wrote {out} and {grid_path}")
         if args.walk:
@@ -225,6 +245,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, CheckpointError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if phases is not None:
+        print("wall time per step:\n" + phases.report())
     return 0
 
 

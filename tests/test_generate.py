@@ -1,5 +1,6 @@
 """The generate stage: a valid 10,000-image zip, byte-identical for one seed, breeds, truncation."""
 
+import re
 import zipfile
 
 import numpy as np
@@ -44,6 +45,24 @@ def test_ten_thousand_valid_images_and_the_same_bytes_for_the_same_seed(checkpoi
     assert a.read_bytes() != c.read_bytes()
     assert (tmp_path / "a_grid.png").is_file()
     assert "generate: 10000 images" in capsys.readouterr().out
+
+
+def test_verbose_reports_the_steps_and_writes_the_same_zip(checkpoint, tmp_path, capsys):
+    plain, verbose = tmp_path / "plain.zip", tmp_path / "verbose.zip"
+    args = ["--checkpoint", str(checkpoint), "--n", "300", "--no-progress", "--device", "cpu"]
+    assert gen.main([*args, "--out", str(plain)]) == 0
+    assert "wall time per step" not in capsys.readouterr().out
+    assert gen.main([*args, "--out", str(verbose), "--verbose"]) == 0
+    assert plain.read_bytes() == verbose.read_bytes()
+    report = capsys.readouterr().out.split("wall time per step:\n")[1]
+    seconds = {m[1]: float(m[2]) for m in re.finditer(r"^\s+(.*?)\s+([\d.]+) s", report, re.MULTILINE)}
+    for step in ("checkpoint: load", "generator: build", "generator: forward, pixels to the host",
+                 "PNG: wait for the encoder threads", "zip: write members", "grid PNG"):
+        assert seconds[step] >= 0.0
+    # this process started before the test session: its age covers at least the steps timed above
+    assert seconds["interpreter start + imports"] > seconds["generator: forward, pixels to the host"]
+    steps = {k: v for k, v in seconds.items() if k != "total of the steps"}
+    assert seconds["total of the steps"] == pytest.approx(sum(steps.values()), abs=0.02)
 
 
 def test_breed_option_and_unknown_breed(checkpoint, tmp_path, capsys):

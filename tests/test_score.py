@@ -127,6 +127,24 @@ def test_end_to_end_with_the_standin_network(run, tmp_path, capsys):
     assert f"by {M.EIGH_FALLBACK}" in capsys.readouterr().out
 
 
+def test_verbose_reports_each_step_cold_then_warm(run, tmp_path, capsys):
+    sub = write_zip(tmp_path / "images.zip", pictures(N_GEN, 1))
+
+    def steps() -> list[str]:
+        report = capsys.readouterr().out.split("wall time per step:\n")[1]
+        return [line.rsplit(None, 3)[0].strip() for line in report.splitlines()[:-1]]  # less the total line
+
+    assert run(sub, "--verbose") == 0
+    cold = steps()
+    assert cold[:3] == ["interpreter start + imports", "zip: read, validate, decode", "feature network: build"]
+    assert {"reference: features", "submission: features", "frechet distance (sqrtm)", "memorization distance",
+            "metrics JSON + leaderboard"} <= set(cold)
+    assert run(sub, "--verbose") == 0
+    warm = steps()  # both caches hit: no features computed
+    assert "reference: features" not in warm and "submission: features" not in warm
+    assert "memorization distance" in warm
+
+
 def test_training_images_are_flagged_as_a_memorizer(run, tmp_path, capsys):
     sub = write_zip(tmp_path / "copies.zip", pictures(N_REF, 0)[:N_GEN])  # the reference images themselves
     assert run(sub) == 0
