@@ -51,8 +51,10 @@ for part in $parts; do
       $py bench/submission_bench.py --device cuda --zip /tmp/submission_bench/images.zip --networks standin \
         --feature-images 100 --no-math --phases inception --noise-submission \
         --frechet eigh --work /tmp/submission_bench 2>&1 | grep -v WARNING | tee "$out/score_phases_eigh.log" ;;
-    png)  # PNG encoding threads on this host (images.codec_threads uses 4)
-      $py bench/png_threads.py 1 4 8 16 4 8 2>&1 | tee "$out/png_threads.log" ;;
+    png)  # PNG encoding threads on this host (images.codec_threads uses 4); a shorter GIL switch interval;
+      # forked processes (no shared GIL)
+      { $py bench/png_threads.py 1 4 8 16 4 8; $py bench/png_threads.py 4 8 16 --switch-interval 0.0005
+        $py bench/png_threads.py 4 8 16 4 --processes; } 2>&1 | tee "$out/png_threads.log" ;;
     profile)  # wall time against GPU kernel time of one BigGAN step (launch-bound or not)
       $py bench/profile_train.py --model biggan --batch 128 --precision fp32 --rows 12 2>&1 | cut -c1-200 \
         | tee "$out/profile.log" ;;
