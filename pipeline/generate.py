@@ -30,7 +30,7 @@ from pipeline.checkpoint import CheckpointError, generator_from, load_checkpoint
 from pipeline.config import ConfigError, add_config_arguments, config_from_args
 from pipeline.files import atomic_path
 from pipeline.images import codec_threads, image_grid, png_bytes, save_gif, save_png
-from pipeline.metrics.phases import Phases, process_age, record
+from pipeline.metrics.phases import Phases, record, run_phases
 from pipeline.models.layers import cached_spectral_norms
 from pipeline.runtime import pick_device
 from pipeline.walks import plan_walks, render_walk
@@ -205,9 +205,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="at the end, print the wall time of each step (imports, checkpoint, generator, PNGs, zip)")
     add_config_arguments(parser, "generate")
     args = parser.parse_args(argv)
-    phases = Phases() if args.verbose else None
-    if phases is not None and (age := process_age()) is not None:
-        phases.add("interpreter start + imports", age)
+    phases = run_phases(args.verbose)
     if not args.out and not args.walk:
         parser.error("nothing to write: give --out ZIP, --walk GIF, or both")
     out = Path(args.out) if args.out else None

@@ -38,7 +38,7 @@ from pipeline.files import atomic_path, load_dataset, write_json
 from pipeline.metrics import leaderboard
 from pipeline.metrics.features import FeatureNetwork, FeatureNetworkError, extract_features, load_network
 from pipeline.metrics.mifid import CovarianceRoot, covariance_root, mifid_from_reference, nonzero_rows, prepare_reference
-from pipeline.metrics.phases import Phases, process_age, record
+from pipeline.metrics.phases import Phases, record, run_phases
 from pipeline.runtime import pick_device
 from pipeline.validate import validate_zip
 
@@ -340,9 +340,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="at the end, print the wall time of each step (imports, zip, hashing, caches, features, ...)")
     add_config_arguments(parser, "score")
     args = parser.parse_args(argv)
-    phases = Phases() if args.verbose else None
-    if phases is not None and (age := process_age()) is not None:
-        phases.add("interpreter start + imports", age)
+    phases = run_phases(args.verbose)
     try:
         cfg = config_from_args(args, "score")
         # early, so that a wrong checkpoint path or device fails before any feature is computed

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from pipeline.metrics.phases import Phases, process_age, record
+from pipeline.metrics.phases import Phases, process_age, record, run_phases
 
 
 def test_steps_add_up_in_first_run_order_and_none_records_nothing():
@@ -32,3 +32,11 @@ def test_process_age_counts_from_the_start_of_the_process():
     age = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
     assert 0.45 <= age < 30  # the sleep, plus the interpreter's start (clock ticks: 0.01 s)
     assert process_age() > 0.5  # this test process started well before this line
+
+
+def test_run_phases_starts_with_the_imports_or_is_none():
+    assert run_phases(False) is None
+    phases = run_phases(True)
+    if sys.platform.startswith("linux"):
+        assert list(phases.seconds) == ["interpreter start + imports"]
+        assert phases.seconds["interpreter start + imports"] > 0.5

@@ -58,6 +58,18 @@ def process_age() -> float | None:
         return None
 
 
+def run_phases(verbose: bool) -> Phases | None:
+    """For a stage's ``--verbose``: a Phases whose first step is the interpreter start and imports (where the
+    system says; see :func:`process_age`), so call it first thing in ``main``; None when not verbose."""
+    if not verbose:
+        return None
+    phases = Phases()
+    age = process_age()
+    if age is not None:
+        phases.add("interpreter start + imports", age)
+    return phases
+
+
 def record(phases: Phases | None, name: str) -> contextlib.AbstractContextManager:
     """``phases(name)``, or a context that records nothing when ``phases`` is None."""
     return phases(name) if phases is not None else contextlib.nullcontext()
