@@ -117,6 +117,21 @@ def adam(params, lr: float, betas: tuple[float, float]) -> torch.optim.Adam:
         return torch.optim.Adam(params, lr=lr, betas=betas)
 
 
+def compile_room(*models: nn.Module) -> int:
+    """Make torch.compile keep every specialisation of ``models``' forward passes; returns the limit now in force.
+
+    A compiled forward is specialised on grad mode (G: generating for D's step under no_grad, for G's step with
+    grad) or on whether its input requires grad (D: detached fakes and reals, fakes in G's step): 2 variants,
+    times ``compiled_stages`` for a progressive model (ProGAN: 5), i.e. 10 for ProGAN, over torch's default
+    limit of 8 recompilations per function, after which the function runs eagerly for the rest of training.
+    """
+    need = 2 * max(getattr(unwrap(m), "compiled_stages", 1) for m in models) + 2  # + 2: room for a surprise
+    config = torch._dynamo.config
+    name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"  # older torch's name
+    setattr(config, name, max(getattr(config, name), need))
+    return getattr(config, name)
+
+
 def build_parts(cfg: TrainConfig, n_breeds: int, rt: Runtime, steps_per_epoch: float) -> Parts:
     n_classes = n_breeds if cfg.conditional else 0
     aux = cfg.aux_class_weight > 0 and n_classes > 0
@@ -132,6 +147,9 @@ def build_parts(cfg: TrainConfig, n_breeds: int, rt: Runtime, steps_per_epoch: f
         sched_d = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(opt_d, T_0=period)
     def compiled(m: nn.Module) -> nn.Module:
         return torch.compile(m, mode=cfg.compile_mode) if cfg.compile else m
+
+    if cfg.compile:
+        compile_room(G, D)
 
     G_local, D_local = compiled(G), compiled(D)
     if rt.distributed:  # the gradient-synchronised copies: compile(DDP(model)), as torch.compile expects

@@ -325,6 +325,38 @@ def test_progan_grows_with_progress():
         assert not torch.allclose(D(real, y)[0], D(real + checker, y)[0], atol=1e-5)  # D now sees every pixel
 
 
+def test_progan_compiles_once_per_stage():
+    """Under torch.compile (train.compile) the forward passes specialise on the stage alone: 5 graphs each for
+    the whole schedule, none broken (reading the stage and alpha as numbers broke every step and recompiled
+    for every alpha, past torch.compile's limit of 8)."""
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    G, D = small("progan")
+    compiled_g, compiled_d = torch.compile(G, backend="eager"), torch.compile(D, backend="eager")
+    z, y = inputs(G, 2, N_CLASSES)
+    with torch.no_grad():
+        for i in range(41):  # every stage, fading in and stable
+            set_progress(i / 40, G, D)
+            x = compiled_g(z, y)
+            assert torch.equal(x, G(z, y)) and torch.equal(compiled_d(x, y)[0], D(x, y)[0])
+    assert counters["stats"]["unique_graphs"] == 10  # 5 stages x (G, D)
+    assert not counters["graph_break"]
+    torch._dynamo.reset()
+
+
+def test_progan_fade_in_ends_exactly_on_the_new_path():
+    """At alpha 1 the blend, always computed past stage 0, gives the new resolution's output bit for bit."""
+    for dtype in (torch.float32, torch.bfloat16):
+        old, new = torch.randn(1000, dtype=dtype), torch.randn(1000, dtype=dtype)
+        G, _ = small("progan")
+        set_progress(1.0, G, _)
+        assert torch.equal(G.blend(old, new), new)
+        set_progress(0.8, G, _)  # stage 4 at alpha 0
+        assert torch.equal(G.blend(old, new), old)
+
+
 def test_progan_progress_survives_state_dict():
     G, D = small("progan")
     set_progress(0.85, G, D)  # stage 4, alpha 0.5
@@ -334,6 +366,7 @@ def test_progan_progress_survives_state_dict():
     D2.load_state_dict(D.state_dict())
     for m in (G2, D2):
         assert int(m.stage) == 4 and float(m.alpha) == 0.5
+        assert m.current_stage == 4  # the int the forward pass branches on follows the loaded buffer
     assert {"stage", "alpha"} <= set(G.state_dict()) & set(D.state_dict())
 
 

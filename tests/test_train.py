@@ -295,3 +295,19 @@ def test_fp16_loss_scaling_skips_overflowing_steps_with_fused_adam():
     out = tr.as_floats(tr.train_step(parts, data, cfg, rt))
     assert any(not torch.equal(a, b) for a, b in zip(before, parts.D.parameters()))
     assert all(math.isfinite(v) for v in out.values())
+
+
+def test_compile_room_fits_every_progan_specialisation():
+    """ProGAN's compiled forwards need 5 stages x 2 grad modes = 10 variants, over torch's default limit of 8."""
+    from pipeline.models import build_model
+
+    config = torch._dynamo.config
+    name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
+    G, D = build_model("progan", build_config("train", {"model": "progan"}).model_options, 4)
+    dcgan = build_model("dcgan", build_config("train", {"model": "dcgan"}).model_options, 0)
+    with config.patch(name, 8):  # torch's default; the limit in force before is restored afterwards
+        assert tr.compile_room(G, D) == 12 == getattr(config, name)
+    with config.patch(name, 64):
+        assert tr.compile_room(G, D) == 64  # a higher limit set by the user stays
+    with config.patch(name, 8):
+        assert tr.compile_room(*dcgan) == 8  # 2 variants + room: the default is enough

@@ -15,6 +15,16 @@ The training loop never knows the model grows: G always returns 64x64 (its curre
 nearest) and D always takes 64x64 (average-pooled down to its current resolution). ``set_progress(fraction)``
 sets the stage and alpha (see ``schedule``), held in buffers so checkpoints and the EMA copy carry them.
 
+Under ``torch.compile`` (train.compile) the forward passes read neither buffer as a Python number: the stage is
+mirrored in a plain int attribute, on which torch.compile specialises (one compile per stage, 5 in all), and
+alpha enters the graph as a tensor. Once a stage is past its first resolution the blend with the previous
+resolution is always computed, at alpha 1 too, where ``torch.lerp`` returns the new path exactly: a branch on
+alpha would double the compiled variants. The cost: a 1x1 convolution at the previous resolution, in G and D.
+(Reading the buffers with ``int()``/``float()`` broke the graph every step and recompiled for every new alpha,
+until torch.compile's limit of 8 recompilations per function made the rest of training eager, in stage 3.)
+Training still needs 10 variants of each forward (5 stages, with and without grad), so the train stage raises
+that limit (``train.compile_room``).
+
 With DistributedDataParallel the layers of the resolutions not yet reached get no gradient, so DDP must be
 built with ``find_unused_parameters=True`` for this model (``has_unused_parameters`` says so). Zero gradients
 would not do instead: Adam would count those steps and give a newly faded-in layer steps ~30x too large.
@@ -67,22 +77,32 @@ def _lrelu(x: torch.Tensor) -> torch.Tensor:
 
 
 class _Progressive(nn.Module):
-    """Stage and alpha in buffers (so state_dict, the EMA copy and DDP's buffer broadcast carry them)."""
+    """Stage and alpha in buffers (so state_dict, the EMA copy and DDP's buffer broadcast carry them); the
+    stage also as the int ``current_stage``, which forward branches on (see the module docstring)."""
 
     has_unused_parameters = True  # for DDP: see the module docstring
+    compiled_stages = len(RESOLUTIONS)  # torch.compile specialises forward on each (see train.compile_room)
 
     def __init__(self):
         super().__init__()
         self.register_buffer("stage", torch.tensor(0, dtype=torch.long))
         self.register_buffer("alpha", torch.tensor(1.0))
+        self.current_stage = 0
+        self.register_load_state_dict_post_hook(_stage_from_buffer)  # a loaded checkpoint sets the int too
 
     def set_progress(self, fraction: float) -> None:
         stage, alpha = schedule(fraction, len(RESOLUTIONS))
         self.stage.fill_(stage)
         self.alpha.fill_(alpha)
+        self.current_stage = stage
 
-    def _state(self) -> tuple[int, float]:
-        return int(self.stage), float(self.alpha)
+    def blend(self, old: torch.Tensor, new: torch.Tensor) -> torch.Tensor:
+        """The fade-in ``old + alpha (new - old)``: exactly ``old`` at alpha 0 and exactly ``new`` at alpha 1."""
+        return torch.lerp(old, new, self.alpha.to(new.dtype))
+
+
+def _stage_from_buffer(module: _Progressive, incompatible_keys) -> None:
+    module.current_stage = int(module.stage)
 
 
 class GBlock(nn.Module):
@@ -117,7 +137,7 @@ class Generator(_Progressive):
         """z: [N, z_dim]; y: int64 [N] or soft float [N, n_classes] (conditional), or None
         -> images [N, 3, 64, 64] in [-1, 1]."""
         check_labels(y, len(z), self.n_classes, soft=True)
-        stage, alpha = self._state()
+        stage = self.current_stage
         latent = pixel_norm(z)
         if self.embed is not None:
             latent = torch.cat([latent, pixel_norm(embed_labels(self.embed, y)).to(latent.dtype)], dim=1)
@@ -127,11 +147,8 @@ class Generator(_Progressive):
             h = block(h)
         if stage == 0:
             rgb = self.to_rgb[0](h)
-        else:
-            rgb = self.to_rgb[stage](self.blocks[stage - 1](h))
-            if alpha < 1.0:  # fading in: blend with the previous resolution's image, upsampled
-                old = upsample_nearest(self.to_rgb[stage - 1](h))
-                rgb = torch.lerp(old, rgb, alpha)
+        else:  # the previous resolution's image, upsampled, faded out as alpha rises (not at all once it is 1)
+            rgb = self.blend(upsample_nearest(self.to_rgb[stage - 1](h)), self.to_rgb[stage](self.blocks[stage - 1](h)))
         rgb = torch.tanh(rgb)
         factor = OUT_SIZE // RESOLUTIONS[stage]
         return upsample_nearest(rgb, factor)
@@ -167,15 +184,13 @@ class Discriminator(_Progressive):
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None):
         """x: [N, 3, 64, 64]; y: int64 [N] or None -> (logits [N], class logits [N, n_classes] or None)."""
         check_labels(y, len(x), self.n_classes)
-        stage, alpha = self._state()
+        stage = self.current_stage
         factor = OUT_SIZE // RESOLUTIONS[stage]
         x = F.avg_pool2d(x, factor) if factor > 1 else x
         h = _lrelu(self.from_rgb[stage](x))
         if stage > 0:
-            h = self.blocks[stage - 1](h)
-            if alpha < 1.0:  # fading in: blend with the previous resolution's path on a downsampled input
-                old = _lrelu(self.from_rgb[stage - 1](F.avg_pool2d(x, 2)))
-                h = torch.lerp(old, h, alpha)
+            # the previous resolution's path on a downsampled input, faded out as alpha rises
+            h = self.blend(_lrelu(self.from_rgb[stage - 1](F.avg_pool2d(x, 2))), self.blocks[stage - 1](h))
             for block in reversed(self.blocks[: stage - 1]):
                 h = block(h)
         h = _lrelu(self.conv4(minibatch_stddev(h, self.mbstd_group)))
