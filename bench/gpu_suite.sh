@@ -6,6 +6,9 @@
 # Compiling BigGAN takes minutes (about 2.5 on an H100): run the compile-* parts, graphs and graphs-bf16 in
 # calls of their own.
 # Needs torch with CUDA, and pytorch-fid importable (on a machine without it: install its wheel first).
+# Still unmeasured on a GPU (BENCHMARKS.md), in order of need, one call each: compile-dcgan; compile-progan;
+# compile-biggan64; submission png (generate's steps, the whole score with eigh end to end); tests;
+# kernel-graphs.
 set -uo pipefail
 out=${1:?usage: bash bench/gpu_suite.sh OUT_DIR [tests|train|ops|compile-dcgan|compile-progan|compile-biggan64|graphs|graphs-bf16|check|profile|submission|png|eval|kernel|kernel-graphs ...]}; shift
 parts=${*:-tests train submission}
