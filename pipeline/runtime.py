@@ -77,9 +77,9 @@ class Runtime:
         ids = [self.device.index] if self.device.type == "cuda" else None
         # progressive models leave the layers of resolutions not reached yet without gradients
         unused = getattr(module, "has_unused_parameters", False)
-        return nn.parallel.DistributedDataParallel(
-            module, device_ids=ids, broadcast_buffers=True, find_unused_parameters=unused
-        )
+        # buffers (batch-norm statistics, the spectral norms' u and v, ProGAN's stage) go from rank 0 to the
+        # others at each forward: DDP's default, not passed, as torch 2.14 deprecates the argument's name
+        return nn.parallel.DistributedDataParallel(module, device_ids=ids, find_unused_parameters=unused)
 
     def images(self, x: torch.Tensor) -> torch.Tensor:
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
