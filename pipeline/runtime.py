@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import warnings
 from dataclasses import dataclass
 
 import torch
@@ -77,6 +78,9 @@ class Runtime:
         ids = [self.device.index] if self.device.type == "cuda" else None
         # progressive models leave the layers of resolutions not reached yet without gradients
         unused = getattr(module, "has_unused_parameters", False)
+        # a false alarm, once per process: 1x1 convolutions' weight gradients under channels_last have other
+        # strides than the weight on their size-1 dimensions, which DDP compares literally; the layout is the same
+        warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
         # buffers (batch-norm statistics, the spectral norms' u and v, ProGAN's stage) go from rank 0 to the
         # others at each forward: DDP's default, not passed, as torch 2.14 deprecates the argument's name
         return nn.parallel.DistributedDataParallel(module, device_ids=ids, find_unused_parameters=unused)
