@@ -117,15 +117,17 @@ def adam(params, lr: float, betas: tuple[float, float]) -> torch.optim.Adam:
         return torch.optim.Adam(params, lr=lr, betas=betas)
 
 
-def compile_room(*models: nn.Module) -> int:
+def compile_room(*models: nn.Module, variants: int = 2) -> int:
     """Make torch.compile keep every specialisation of ``models``' forward passes; returns the limit now in force.
 
-    A compiled forward is specialised on grad mode (G: generating for D's step under no_grad, for G's step with
-    grad) or on whether its input requires grad (D: detached fakes and reals, fakes in G's step): 2 variants,
-    times ``compiled_stages`` for a progressive model (ProGAN: 5), i.e. 10 for ProGAN, over torch's default
-    limit of 8 recompilations per function, after which the function runs eagerly for the rest of training.
+    A compiled forward is specialised on grad mode and on which of its inputs and parameters require grad:
+    G generates for D's step under no_grad and for G's with grad; D sees reals and detached fakes with its
+    parameters trained, then fakes with grad and its parameters frozen, and, with a loss that compares with
+    the real logits (RaLS), reals under no_grad too. ``variants`` (2, or 3 with such a loss) times
+    ``compiled_stages`` for a progressive model (ProGAN: 5) is 10 or 15 for ProGAN, over torch's default limit
+    of 8 recompilations per function, after which the function runs eagerly for the rest of training.
     """
-    need = 2 * max(getattr(unwrap(m), "compiled_stages", 1) for m in models) + 2  # + 2: room for a surprise
+    need = variants * max(getattr(unwrap(m), "compiled_stages", 1) for m in models) + 2  # + 2: room for a surprise
     config = torch._dynamo.config
     name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"  # older torch's name
     setattr(config, name, max(getattr(config, name), need))
@@ -149,7 +151,7 @@ def build_parts(cfg: TrainConfig, n_breeds: int, rt: Runtime, steps_per_epoch: f
         return torch.compile(m, mode=cfg.compile_mode) if cfg.compile else m
 
     if cfg.compile:
-        compile_room(G, D)
+        compile_room(G, D, variants=3 if get_loss(cfg.loss).g_uses_real else 2)
 
     G_local, D_local = compiled(G), compiled(D)
     if rt.distributed:  # the gradient-synchronised copies: compile(DDP(model)), as torch.compile expects

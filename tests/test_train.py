@@ -298,7 +298,8 @@ def test_fp16_loss_scaling_skips_overflowing_steps_with_fused_adam():
 
 
 def test_compile_room_fits_every_progan_specialisation():
-    """ProGAN's compiled forwards need 5 stages x 2 grad modes = 10 variants, over torch's default limit of 8."""
+    """ProGAN's compiled forwards need 5 stages x 2 grad modes = 10 variants (15 with RaLS), over torch's default
+    limit of 8."""
     from pipeline.models import build_model
 
     config = torch._dynamo.config
@@ -307,7 +308,36 @@ def test_compile_room_fits_every_progan_specialisation():
     dcgan = build_model("dcgan", build_config("train", {"model": "dcgan"}).model_options, 0)
     with config.patch(name, 8):  # torch's default; the limit in force before is restored afterwards
         assert tr.compile_room(G, D) == 12 == getattr(config, name)
+    with config.patch(name, 8):  # RaLS: D also judges the reals under no_grad in G's step
+        assert tr.compile_room(G, D, variants=3) == 17
     with config.patch(name, 64):
         assert tr.compile_room(G, D) == 64  # a higher limit set by the user stays
     with config.patch(name, 8):
         assert tr.compile_room(*dcgan) == 8  # 2 variants + room: the default is enough
+
+
+def test_compiled_progan_training_keeps_every_stage_compiled(monkeypatch):
+    """The whole schedule of a compiled ProGAN trained with RaLS (the most variants: D also judges reals under
+    no_grad in G's step): every forward variant of every stage gets compiled, none falls back to eager at the
+    recompile limit, and no graph breaks. torch.compile's dynamo front end only (backend "eager"): what decides
+    the graphs and guards, without inductor's minutes of code generation."""
+    from torch._dynamo.utils import counters
+
+    compile_ = torch.compile
+    monkeypatch.setattr(torch, "compile", lambda module, mode=None: compile_(module, backend="eager"))
+    config = torch._dynamo.config
+    name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
+    torch._dynamo.reset()
+    counters.clear()
+    cfg = cfg_for("progan", loss="rals", compile=True, batch_size=4)
+    rt = setup_runtime(cfg.precision, cfg.channels_last, "cpu")
+    ds = tiny_dataset(16)
+    with config.patch(name, getattr(config, name)):  # build_parts raises it; restored after
+        parts = tr.build_parts(cfg, len(ds.breeds), rt, steps_per_epoch=4)
+        data = tr.DeviceData(ds, rt.device, 0)
+        for i in range(20):  # 4 steps per stage: fading in, then stable
+            tr.set_progress(parts, i / 20)
+            tr.train_step(parts, data, cfg, rt)
+    assert counters["stats"]["unique_graphs"] == 5 * (2 + 3)  # per stage: G with and without grad, D three ways
+    assert not counters["graph_break"]
+    torch._dynamo.reset()

@@ -22,8 +22,8 @@ resolution is always computed, at alpha 1 too, where ``torch.lerp`` returns the 
 alpha would double the compiled variants. The cost: a 1x1 convolution at the previous resolution, in G and D.
 (Reading the buffers with ``int()``/``float()`` broke the graph every step and recompiled for every new alpha,
 until torch.compile's limit of 8 recompilations per function made the rest of training eager, in stage 3.)
-Training still needs 10 variants of each forward (5 stages, with and without grad), so the train stage raises
-that limit (``train.compile_room``).
+Training still needs 10 to 15 variants of each forward (5 stages times 2 or 3 grad settings), so the train stage
+raises that limit (``train.compile_room``).
 
 With DistributedDataParallel the layers of the resolutions not yet reached get no gradient, so DDP must be
 built with ``find_unused_parameters=True`` for this model (``has_unused_parameters`` says so). Zero gradients
