@@ -158,6 +158,21 @@ def has_native_bf16(device: torch.device) -> bool:
     return torch.cuda.get_device_capability(device)[0] >= 8
 
 
+@contextlib.contextmanager
+def exact_float32():
+    """Inside: CUDA matrix products and cuDNN convolutions in full float32, TF32 off; the settings before are
+    restored after. For the metric's features: cuDNN computes float32 convolutions in TF32 by default on
+    Ampere and newer GPUs (10 bits of mantissa), and training turns TF32 on for matrix products too, so
+    without this the same images would get other features, and another FID, on an H100 than on a CPU or on
+    Kaggle's 2019 hardware. No effect on a CPU."""
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
 def setup_runtime(precision: str = "auto", channels_last: bool = True, device: str = "auto") -> Runtime:
     """Read torchrun's environment (RANK, WORLD_SIZE, LOCAL_RANK), start the process group if needed,
     and decide device and precision."""

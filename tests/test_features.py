@@ -134,3 +134,24 @@ def test_config_choices_are_the_registered_networks():
     from pipeline.config import ScoreConfig
 
     assert set(typing.get_args(typing.get_type_hints(ScoreConfig)["network"])) == set(F.NETWORKS)
+
+
+def test_features_are_taken_in_full_float32_and_the_settings_restored():
+    """TF32 (cuDNN's default for float32 convolutions on Ampere+, and what training turns on) is off while the
+    network runs, whatever was set before, and back as it was after."""
+    saved = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = True
+    seen = []
+
+    class Spy(torch.nn.Module):
+        def forward(self, x):
+            seen.append((torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32))
+            return x.mean(dim=(2, 3))
+
+    try:
+        net = F.FeatureNetwork("spy", Spy(), 3, False, "spy")
+        assert F.extract_features(net, images(5), batch_size=2, progress=False).shape == (5, 3)
+        assert seen == [(False, False)] * 3
+        assert torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32
+    finally:
+        torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = saved

@@ -45,6 +45,7 @@ from torch import nn
 from tqdm import tqdm
 
 from pipeline.files import atomic_path
+from pipeline.runtime import exact_float32
 
 INCEPTION_WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
 WEIGHTS_ENV = "FID_WEIGHTS"  # environment variable naming the Inception weights file
@@ -316,7 +317,8 @@ def extract_features(
 ) -> np.ndarray:
     """Features of ``images``: uint8 [N, H, W, 3] RGB (64x64 here) -> float32 [N, network.dim].
 
-    Pixels go in as float [0, 1] (x / 255); each network rescales and resizes as it was built to.
+    Pixels go in as float [0, 1] (x / 255); each network rescales and resizes as it was built to. On a GPU the
+    network runs in full float32 (``runtime.exact_float32``: no TF32), so features do not depend on the GPU.
     """
     images = np.asarray(images)
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[3] != 3:
@@ -328,7 +330,8 @@ def extract_features(
     device = torch.device(device)
     module = network.module.to(device).eval()
     out = np.empty((len(images), network.dim), dtype=np.float32)
-    with tqdm(total=len(images), desc=f"features ({network.name})", unit="img", disable=not progress) as bar:
+    with tqdm(total=len(images), desc=f"features ({network.name})", unit="img", disable=not progress) as bar, \
+            exact_float32():
         for start in range(0, len(images), batch_size):
             batch = torch.from_numpy(images[start:start + batch_size]).to(device)
             x = batch.permute(0, 3, 1, 2).float().div_(255.0)
