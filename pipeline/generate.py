@@ -236,9 +236,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"generate: {n} images from {ck['model']} (step {ck['step']}, {'EMA' if cfg.use_ema else 'raw'} G, "
                   f"truncation {cfg.truncation}) in {time.monotonic() - t0:.1f} s; wrote {out} and {grid_path}")
         if args.walk:
-            frames, captions = walk_frames(net, ck, weights, cfg.truncation, seed, device)
             kind = "latent walks (top) and breed walks (bottom)" if ck["n_classes"] else "latent walks"
-            write_walk(Path(args.walk), frames, captions, f"{ck['model']} step {ck['step']}: {kind}")
+            with record(phases, "walk GIF"):
+                frames, captions = walk_frames(net, ck, weights, cfg.truncation, seed, device)
+                write_walk(Path(args.walk), frames, captions, f"{ck['model']} step {ck['step']}: {kind}")
             print(f"generate: wrote {args.walk} ({len(frames)} frames of {frames.shape[1]} {kind})")
     except (ConfigError, CheckpointError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
