@@ -187,6 +187,28 @@ def test_bf16_autocast_and_channels_last(name, device):
 # 1x1 conv weight gradients [o, i, 1, 1] can come back with other (equivalent) strides than the weight's;
 # DDP compares strides literally and warns, though the memory layout is the same
 @pytest.mark.filterwarnings("ignore:Grad strides do not match bucket view strides")
+def test_runtime_wraps_in_ddp_without_deprecation_warnings(tmp_path):
+    """Runtime.wrap (torchrun's path) leaves broadcast_buffers at its default: passing it makes torch 2.14 warn
+    on every rank that the name is deprecated. ProGAN: the model that also needs find_unused_parameters."""
+    import warnings
+
+    from pipeline.runtime import Runtime
+
+    if dist.is_initialized():
+        pytest.skip("a process group is already running in this process")
+    dist.init_process_group("gloo", store=dist.FileStore(str(tmp_path / "store"), 1), rank=0, world_size=1)
+    try:
+        G, D = small("progan")
+        rt = Runtime(device=torch.device("cpu"), amp_dtype=None, channels_last=False, rank=0, world_size=2)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            wrapped = rt.wrap(D)
+        assert isinstance(wrapped, nn.parallel.DistributedDataParallel) and wrapped.find_unused_parameters
+        assert not [w for w in caught if issubclass(w.category, (FutureWarning, DeprecationWarning))]
+    finally:
+        dist.destroy_process_group()
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_distributed_data_parallel(name, tmp_path):
     """One process of gloo DDP, used as the training loop does: D twice before one backward, then a deepcopy."""
