@@ -12,7 +12,7 @@ import copy
 import torch
 from torch import nn
 
-from pipeline.runtime import unwrap
+from pipeline.runtime import copy_all, unwrap
 
 
 def make_ema(model: nn.Module) -> nn.Module:
@@ -51,12 +51,7 @@ def ema_update(ema_model: nn.Module, model: nn.Module, decay: float) -> None:
     buffers = dict(model.named_buffers())
     if ema_buffers.keys() != buffers.keys():
         raise ValueError(f"EMA model and model differ in their buffers: {sorted(ema_buffers.keys() ^ buffers.keys())}")
-    targets, sources = [ema_buffers[k] for k in buffers], list(buffers.values())
-    if targets and hasattr(torch, "_foreach_copy_") and len({b.device for b in targets + sources}) == 1:
-        torch._foreach_copy_(targets, sources)  # one launch for all buffers on a GPU, not one per buffer
-    else:
-        for target, source in zip(targets, sources):
-            target.copy_(source)
+    copy_all([ema_buffers[k] for k in buffers], list(buffers.values()))
 
 
 def ema_decay_at(step: int, decay: float) -> float:

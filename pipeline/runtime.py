@@ -158,6 +158,16 @@ def has_native_bf16(device: torch.device) -> bool:
     return torch.cuda.get_device_capability(device)[0] >= 8
 
 
+def copy_all(targets: list[torch.Tensor], sources: list[torch.Tensor]) -> None:
+    """``target.copy_(source)`` for each pair: in one launch on a GPU (``torch._foreach_copy_``, torch >= 2.1)
+    when all are on one device, one copy at a time otherwise."""
+    if targets and hasattr(torch, "_foreach_copy_") and len({t.device for t in targets + sources}) == 1:
+        torch._foreach_copy_(targets, sources)
+    else:
+        for target, source in zip(targets, sources):
+            target.copy_(source)
+
+
 @contextlib.contextmanager
 def exact_float32():
     """Inside: CUDA matrix products and cuDNN convolutions in full float32, TF32 off; the settings before are

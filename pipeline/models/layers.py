@@ -15,6 +15,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils import parametrize
 
+from pipeline.runtime import copy_all
+
 # --- spectral normalisation (SAGAN, BigGAN) ------------------------------------------------------------
 #
 # A parametrization (torch.nn.utils.parametrize), like torch's own parametrizations.spectral_norm and with
@@ -166,12 +168,7 @@ def _iterate(norms: list[SpectralNorm], matrices: list[torch.Tensor]):
     sigmas = torch.linalg.vector_norm(wv_rows, dim=1).clamp_min_(eps)
     u_rows = wv_rows / sigmas[:, None]
     us = [u_rows[i, : len(sn._u)] for i, sn in enumerate(norms)]
-    targets, sources = [sn._u for sn in norms] + [sn._v for sn in norms], us + vs
-    if hasattr(torch, "_foreach_copy_"):  # torch >= 2.1: one launch on a GPU
-        torch._foreach_copy_(targets, sources)
-    else:
-        for target, source in zip(targets, sources):
-            target.copy_(source)
+    copy_all([sn._u for sn in norms] + [sn._v for sn in norms], us + vs)
     return us, vs, sigmas
 
 
