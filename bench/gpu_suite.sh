@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # Everything this project measures on a GPU machine, in one go (the GPU machines here are lent for
 # minutes at a time). Usage, from the repo root: bash bench/gpu_suite.sh OUT_DIR [part ...]
-#   parts: tests train ops compile-dcgan compile-progan compile-biggan64 graphs graphs-bf16 check profile submission png eval kernel kernel-graphs
+#   parts: tests train ops compile-dcgan compile-progan compile-biggan64 graphs graphs-bf16 check profile submission png imports eval kernel kernel-graphs
 #   (default: tests train submission)
 # Compiling BigGAN takes minutes (about 2.5 on an H100): run the compile-* parts, graphs and graphs-bf16 in
 # calls of their own.
 # Needs torch with CUDA, and pytorch-fid importable (on a machine without it: install its wheel first).
 # Still unmeasured on a GPU (BENCHMARKS.md), in order of need, one call each: compile-dcgan; compile-progan;
-# compile-biggan64; submission png (generate's steps, the whole score with eigh end to end); tests;
-# kernel-graphs.
+# compile-biggan64; submission png imports (generate's steps, the whole score with eigh end to end, what
+# imports and CUDA start cost); tests; kernel-graphs.
 set -uo pipefail
-out=${1:?usage: bash bench/gpu_suite.sh OUT_DIR [tests|train|ops|compile-dcgan|compile-progan|compile-biggan64|graphs|graphs-bf16|check|profile|submission|png|eval|kernel|kernel-graphs ...]}; shift
+out=${1:?usage: bash bench/gpu_suite.sh OUT_DIR [tests|train|ops|compile-dcgan|compile-progan|compile-biggan64|graphs|graphs-bf16|check|profile|submission|png|imports|eval|kernel|kernel-graphs ...]}; shift
 parts=${*:-tests train submission}
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1
@@ -58,6 +58,9 @@ for part in $parts; do
       # forked processes (no shared GIL)
       { $py bench/png_threads.py 1 4 8 16 4 8; $py bench/png_threads.py 4 8 16 --switch-interval 0.0005
         $py bench/png_threads.py 4 8 16 4 --processes; } 2>&1 | tee "$out/png_threads.log" ;;
+    imports)  # what a stage pays before any work: torch, the stage modules, torchvision (pytorch-fid's
+      # Inception; it brings torch._dynamo), CUDA start; each in fresh processes
+      $py bench/import_times.py --runs 3 --json "$out/import_times.json" 2>&1 | tee "$out/import_times.log" ;;
     profile)  # wall time against GPU kernel time of one BigGAN step (launch-bound or not)
       $py bench/profile_train.py --model biggan --batch 128 --precision fp32 --rows 12 2>&1 | cut -c1-200 \
         | tee "$out/profile.log" ;;
