@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 import re
+import sys
 import typing
 import unicodedata
 from dataclasses import dataclass, field
@@ -33,13 +35,17 @@ def _range(lo: float | None = None, hi: float | None = None) -> dict:
     return {"min": lo, "max": hi}
 
 
+SEED_MAX = 2**32 - 1  # what every random generator used here (numpy's legacy ones included) accepts
+SEED = _range(0, SEED_MAX)
+
+
 @dataclass(frozen=True)
 class DataConfig:
     """Section ``data``: where the raw competition files come from."""
 
     source: Literal["demo", "kaggle"] = "demo"  # demo: synthesized offline data; kaggle: the real photos
     local_copy: str = ""  # kaggle only: a folder already holding the competition files (skips the download)
-    demo_seed: int = 0  # demo only: seed of the synthesized photos
+    demo_seed: int = field(default=0, metadata=SEED)  # demo only: seed of the synthesized photos
 
 
 @dataclass(frozen=True)
@@ -59,7 +65,7 @@ class PrepareConfig:
     min_side: int = field(default=0, metadata=_range(0, None))
     resample: Resample = "lanczos"
     workers: int = field(default=0, metadata=_range(0, None))  # 0: one per CPU core
-    grid_seed: int = 0
+    grid_seed: int = field(default=0, metadata=SEED)
 
     def __post_init__(self) -> None:
         if self.min_aspect > self.max_aspect:
@@ -110,7 +116,7 @@ class TrainConfig:
     # EVAL_EVERY_GPU steps should cost under 5% of the run (bench/eval_bench.py measures it)
     eval_every: int = field(default=0, metadata=_range(0, None))  # steps between evaluations; 0 = off
     eval_images: int = field(default=2000, metadata=_range(2, 100_000))  # generated images per evaluation
-    seed: int = 0
+    seed: int = field(default=0, metadata=SEED)
     model_options: Any = field(default=None, metadata={"internal": True})  # from train.<model>
 
 
@@ -142,6 +148,9 @@ def _build_train(values: dict[str, Any] | None) -> TrainConfig:
     return dataclasses.replace(cfg, model_options=chosen)
 
 
+MIN_TRUNCATION = 0.05  # smallest truncation threshold other than 0 (off); see GenerateConfig
+
+
 @dataclass(frozen=True)
 class GenerateConfig:
     """Section ``generate``: how a checkpoint is sampled into images.zip."""
@@ -151,9 +160,16 @@ class GenerateConfig:
     label_sampling: Literal["proportional", "uniform"] = "proportional"  # breeds as in the training set, or evenly
     use_ema: bool = True  # sample the EMA generator
     batch_size: int = field(default=100, metadata=_range(1, 100_000))  # 500: 2.6x the memory, 17% slower on CPU
-    seed: int = 0
+    seed: int = field(default=0, metadata=SEED)
     # bf16: G runs under bf16 autocast, 2.2x faster on CPUs with AMX (pixels within 1-3 levels of fp32's)
     precision: Literal["fp32", "bf16"] = "fp32"
+
+    def __post_init__(self) -> None:
+        if 0 < self.truncation < MIN_TRUNCATION:
+            raise ConfigError(
+                f"generate.truncation: {self.truncation} is too small; use 0 (no truncation) or at least "
+                f"{MIN_TRUNCATION}. Latents are redrawn until they fit: at {MIN_TRUNCATION} one normal draw in 25 "
+                "does, and below that drawing 10,000 images' latents takes longer and longer")
 
 
 @dataclass(frozen=True)
@@ -249,9 +265,17 @@ def _check_value(section: str, f: dataclasses.Field, hint: Any, value: Any) -> A
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"{key}: expected a whole number, got {value!r}")
     elif hint is float:
+        if isinstance(value, str):
+            # YAML 1.1 (PyYAML, and DVC's `-S train.lr_g=1e-4`) reads 1e-4 as a string: it needs a dot (1.0e-4)
+            try:
+                value = float(value)
+            except ValueError:
+                raise ConfigError(f"{key}: expected a number, got {value!r}") from None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{key}: expected a number, got {value!r}")
         value = float(value)
+        if not math.isfinite(value):  # NaN passes every comparison below, and infinity is never meant
+            raise ConfigError(f"{key}: {value!r} is not a finite number")
     elif hint is str:
         if value is None:
             value = ""
@@ -295,15 +319,38 @@ def build_config(section: str, values: dict[str, Any] | None):
     return validate_dataclass(SECTIONS[section], values, section)
 
 
-def read_params(path: str | os.PathLike = DEFAULT_PARAMS) -> dict[str, Any]:
-    """The whole params.yaml as a mapping; a missing file is an empty mapping (all defaults)."""
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, except that a key given twice in one mapping is an error: PyYAML keeps the
+    last one silently, so an edit further up a long params.yaml would do nothing."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"key {key!r} appears twice in one mapping", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
+def read_params(path: str | os.PathLike = DEFAULT_PARAMS, required: bool = False) -> dict[str, Any]:
+    """The whole params.yaml as a mapping. A missing file is an error when ``required`` (a file the user
+    named), else an empty mapping (all defaults), with a notice on stderr."""
     path = Path(path)
     if not path.exists():
+        if required:
+            raise ConfigError(f"{path}: no such params file (given with --params); check the path, or leave "
+                              f"--params out to read {DEFAULT_PARAMS} in the current folder")
+        print(f"note: no {path} in {Path.cwd()}: every setting takes its built-in default "
+              "(run from the repository root to use its params.yaml)", file=sys.stderr)
         return {}
     try:
-        data = yaml.safe_load(path.read_text()) or {}
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader) or {}
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start}); save it as UTF-8") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path} must be a mapping of section names to settings")
     return data
@@ -331,9 +378,10 @@ def apply_overrides(section: str, values: dict[str, Any], overrides: list[str]) 
     return values
 
 
-def load_config(section: str, params_path: str | os.PathLike = DEFAULT_PARAMS, overrides: list[str] | None = None):
-    """The validated config of ``section`` from ``params_path`` plus command-line overrides."""
-    raw = read_params(params_path).get(section) or {}
+def load_config(section: str, params_path: str | os.PathLike | None = None, overrides: list[str] | None = None):
+    """The validated config of ``section`` from ``params_path`` (None: params.yaml here, if there is one)
+    plus command-line overrides."""
+    raw = read_params(params_path or DEFAULT_PARAMS, required=params_path is not None).get(section) or {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{params_path}: section {section!r} must be a mapping of keys to values")
     return build_config(section, apply_overrides(section, raw, overrides or []))
@@ -344,8 +392,9 @@ def add_config_arguments(parser: argparse.ArgumentParser, section: str) -> None:
     cls = SECTIONS[section]
     keys = ", ".join(f"{f.name}={f.default!r}" for f in dataclasses.fields(cls) if not f.metadata.get("internal"))
     parser.add_argument(
-        "--params", default=str(DEFAULT_PARAMS), metavar="FILE",
-        help=f"params file whose {section!r} section configures this stage (default: %(default)s)",
+        "--params", metavar="FILE",
+        help=f"params file whose {section!r} section configures this stage (default: {DEFAULT_PARAMS}, or the "
+        "built-in defaults where there is none)",
     )
     parser.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE",

@@ -52,10 +52,14 @@ def truncated_normal(shape: tuple[int, ...], threshold: float, generator: torch.
     z = torch.randn(shape, generator=generator)
     if threshold <= 0:
         return z
-    outside = z.abs() >= threshold
-    while outside.any():
-        z[outside] = torch.randn(int(outside.sum()), generator=generator)
-        outside = z.abs() >= threshold
+    # Only the values just redrawn can still be outside, so each pass looks at those alone (in index order:
+    # the same draws land in the same places as redrawing z[z.abs() >= threshold] over the whole tensor).
+    flat = z.view(-1)
+    todo = (flat.abs() >= threshold).nonzero().squeeze(1)
+    while todo.numel():
+        draws = torch.randn(todo.numel(), generator=generator)
+        flat[todo] = draws
+        todo = todo[draws.abs() >= threshold]
     return z
 
 
@@ -209,12 +213,11 @@ def main(argv: list[str] | None = None) -> int:
     if not args.out and not args.walk:
         parser.error("nothing to write: give --out ZIP, --walk GIF, or both")
     out = Path(args.out) if args.out else None
+    # --n and --seed are the generate.n and generate.seed keys, checked as those are
+    args.set += [f"{key}={value}" for key, value in (("n", args.n), ("seed", args.seed)) if value is not None]
     try:
         cfg = config_from_args(args, "generate")
-        n = args.n if args.n is not None else cfg.n
-        seed = args.seed if args.seed is not None else cfg.seed
-        if n < 1:
-            raise ConfigError(f"--n {n}: need at least one image")
+        n, seed = cfg.n, cfg.seed
         with record(phases, "checkpoint: load"):
             ck = load_checkpoint(args.checkpoint)
         weights = label_weights(ck, cfg.label_sampling, args.breed)

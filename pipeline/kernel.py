@@ -466,8 +466,9 @@ def _built_summary(built: BuiltKernel) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--params", default=str(DEFAULT_PARAMS), metavar="FILE",
-                        help="params file of the experiment (default: %(default)s)")
+    common.add_argument("--params", metavar="FILE",
+                        help=f"params file of the experiment (default: {DEFAULT_PARAMS}, or the built-in defaults "
+                        "where there is none)")
     common.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                         help=f"override one key of the sections the kernel carries ({', '.join(SECTIONS)}), "
                         "repeatable, e.g. --set train.epochs=130 --set kernel.private=false")
@@ -502,7 +503,7 @@ def main(argv: list[str] | None = None) -> int:
     push_parser.add_argument("--dry-run", action="store_true", help="build and check, do not push")
     args = parser.parse_args(argv)
     try:
-        params = select_params(read_params(args.params), args.set)
+        params = select_params(read_params(args.params or DEFAULT_PARAMS, required=args.params is not None), args.set)
         if args.title is not None:
             params["kernel"] = dict(params["kernel"], title=args.title)
         if args.username is not None:

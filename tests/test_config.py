@@ -46,7 +46,48 @@ def test_params_file_and_overrides(tmp_path):
     cfg = load_config("prepare", params, ["prepare.margin=0.2", "min_side=16"])
     assert (cfg.square, cfg.margin, cfg.min_side) == ("pad", 0.2, 16)
     assert load_config("data", params).source == "kaggle"
-    assert load_config("prepare", tmp_path / "absent.yaml") == PrepareConfig()
+    with pytest.raises(ConfigError, match="no such params file"):  # a path the user named: a typo, not defaults
+        load_config("prepare", tmp_path / "absent.yaml")
+
+
+def test_no_params_file_here_means_defaults_with_a_notice(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert load_config("prepare") == PrepareConfig()
+    assert "every setting takes its built-in default" in capsys.readouterr().err
+
+
+def test_params_file_with_a_key_twice_or_not_utf8(tmp_path):
+    params = tmp_path / "params.yaml"
+    params.write_text("prepare:\n  margin: 0.1\n  square: pad\n  margin: 0.2\n")
+    with pytest.raises(ConfigError, match="key 'margin' appears twice"):
+        load_config("prepare", params)
+    params.write_text("prepare:\n  margin: 0.1\ntrain:\n  margin: 0.2\n")  # the same key in two sections is fine
+    assert load_config("prepare", params).margin == 0.1
+    params.write_bytes("prepare:\n  square: pad  # caf\u00e9\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match="not UTF-8 text"):
+        load_config("prepare", params)
+
+
+@pytest.mark.parametrize("raw", [".nan", ".inf", "-.inf", "nan", "'inf'"])
+def test_non_finite_numbers_are_rejected(raw):
+    # NaN passes every range check (all comparisons are false), so it needs its own
+    with pytest.raises(ConfigError, match="not a finite number"):
+        build_config("prepare", apply_overrides("prepare", {}, [f"margin={raw}"]))
+
+
+def test_exponent_without_a_dot_is_a_number():
+    # YAML 1.1 reads 1e-4 as a string (1.0e-4 is a float); `dvc exp run -S train.lr_g=1e-4` writes it like that
+    assert build_config("generate", apply_overrides("generate", {}, ["truncation=1e-1"])).truncation == 0.1
+    with pytest.raises(ConfigError, match="expected a number, got 'fast'"):
+        build_config("generate", {"truncation": "fast"})
+
+
+@pytest.mark.parametrize("section,key", [("data", "demo_seed"), ("prepare", "grid_seed"), ("generate", "seed")])
+def test_seeds_must_fit_every_random_generator(section, key):
+    assert getattr(build_config(section, {key: 2**32 - 1}), key) == 2**32 - 1
+    for bad in (-1, 2**32, 10**20):
+        with pytest.raises(ConfigError, match=f"{section}.{key}: {bad} is out of range"):
+            build_config(section, {key: bad})
 
 
 def test_override_errors():

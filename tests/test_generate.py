@@ -27,6 +27,31 @@ def test_truncated_normal_stays_inside_the_threshold():
     assert float(full.abs().max()) > 2.5
 
 
+def test_truncated_normal_draws_as_redrawing_the_whole_tensor_does():
+    """Redrawing only the values still outside gives exactly what the plain definition gives: redraw every
+    value outside the threshold, over the whole tensor, until none is (the same draws in the same places)."""
+    def by_definition(shape, threshold, generator):
+        z = torch.randn(shape, generator=generator)
+        while (outside := z.abs() >= threshold).any():
+            z[outside] = torch.randn(int(outside.sum()), generator=generator)
+        return z
+
+    for threshold in (0.05, 0.8, 2.0):
+        assert torch.equal(gen.truncated_normal((300, 7), threshold, torch.Generator().manual_seed(3)),
+                           by_definition((300, 7), threshold, torch.Generator().manual_seed(3)))
+
+
+def test_options_are_checked_as_their_params_keys(checkpoint, tmp_path, capsys):
+    base = ["--checkpoint", str(checkpoint), "--out", str(tmp_path / "x.zip"), "--device", "cpu", "--no-progress"]
+    for extra, message in ((["--n", "0"], "generate.n: 0 is out of range"),
+                           (["--seed", "-1"], "generate.seed: -1 is out of range"),
+                           (["--set", "truncation=0.0001"], "truncation: 0.0001 is too small"),
+                           (["--set", "truncation=.nan"], "not a finite number")):
+        assert gen.main(base + extra) == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "x.zip").exists()
+
+
 def test_labels_follow_the_weights():
     labels = gen.sample_labels(10_000, np.array([3.0, 1.0, 0.0]), torch.Generator().manual_seed(0))
     counts = np.bincount(labels.numpy(), minlength=3)
