@@ -57,8 +57,8 @@ def _int_field(node: ET.Element, tag: str, where: str) -> int:
     try:
         # Some VOC writers emit "123.0"; a box coordinate is still a whole pixel index.
         return int(round(float(text)))
-    except ValueError:
-        raise AnnotationError(f"<{tag}> is not a number in {where}: {text.strip()!r}") from None
+    except (ValueError, OverflowError):  # OverflowError: 1e999 is infinity, which no integer holds
+        raise AnnotationError(f"<{tag}> is not a finite number in {where}: {text.strip()[:40]!r}") from None
 
 
 def parse_annotation(xml_text: str | bytes, photo_id: str, breed: str) -> Annotation:
@@ -72,7 +72,7 @@ def parse_annotation(xml_text: str | bytes, photo_id: str, breed: str) -> Annota
         raise AnnotationError("empty file", reason="empty_annotation")
     try:
         root = ET.fromstring(xml_text)
-    except ET.ParseError as exc:
+    except (ET.ParseError, LookupError, ValueError) as exc:  # LookupError: an encoding Python does not know
         raise AnnotationError(f"malformed XML: {exc}") from None
     size = root.find("size")
     if size is None:

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from pipeline.errors import first_line, load_error_text
 from pipeline.files import atomic_path
 from pipeline.models import build_model, model_entry
 from pipeline.runtime import unwrap
@@ -71,33 +72,54 @@ def save_checkpoint(
         torch.save(payload, tmp)
 
 
+# What every checkpoint holds, and the type each entry must have (a file written by another version of this
+# code, or edited by hand, gets an error that names the entry instead of a KeyError deep in a stage).
+PAYLOAD_TYPES: dict[str, type | tuple[type, ...]] = {
+    "model": str, "model_options": dict, "n_classes": int, "aux_classifier": bool, "breeds": list, "step": int,
+    "total_steps": int, "train_config": dict, "G": dict, "D": dict, "G_ema": (dict, type(None)),
+    "opt_g": (dict, type(None)), "opt_d": (dict, type(None)), "extra": dict,
+}
+
+
 def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load and check a checkpoint. Never unpickles code: ``torch.load(weights_only=True)``."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: no checkpoint here. Train one with `python -m pipeline.train` (or `dvc repro train`).")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"{path} is empty (0 bytes), not a checkpoint; delete it and train again.")
     try:
         payload = torch.load(path, map_location=map_location, weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
         raise CheckpointError(
-            f"{path} is not a readable checkpoint ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}). "
+            f"{path} is not a readable checkpoint ({load_error_text(exc)}). "
             "It may be truncated or from another program; delete it and train again."
         ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(f"{path} is a PyTorch file but not a checkpoint of this project (no {FORMAT!r} marker).")
     if payload.get("version") != VERSION:
         raise CheckpointError(f"{path}: checkpoint version {payload.get('version')}, this code reads version {VERSION}.")
+    for key, kind in PAYLOAD_TYPES.items():
+        if key not in payload or not isinstance(payload[key], kind) or (kind is int and isinstance(payload[key], bool)):
+            found = "missing" if key not in payload else f"a {type(payload[key]).__name__}"
+            raise CheckpointError(f"{path}: the checkpoint's {key!r} is {found}; this file is damaged or was not "
+                                  "written by pipeline.train. Delete it and train again.")
+    try:
+        model_entry(payload["model"])
+    except KeyError as exc:
+        raise CheckpointError(f"{path}: {first_line(exc)}; this code cannot rebuild its model.") from None
     return payload
 
 
 def options_from(payload: dict[str, Any]):
-    """The model's options dataclass, rebuilt from the checkpoint's plain dict."""
+    """The model's options dataclass, rebuilt and range-checked from the checkpoint's plain dict."""
+    from pipeline.config import ConfigError, validate_dataclass
+
     entry = model_entry(payload["model"])
-    known = {f.name for f in dataclasses.fields(entry.options)}
-    unknown = set(payload["model_options"]) - known
-    if unknown:
-        raise CheckpointError(f"checkpoint options {sorted(unknown)} are unknown to model {payload['model']!r} in this code.")
-    return entry.options(**payload["model_options"])
+    try:
+        return validate_dataclass(entry.options, payload["model_options"], f"{payload['model']} model_options")
+    except ConfigError as exc:
+        raise CheckpointError(f"{exc}; this checkpoint does not fit the model code here.") from None
 
 
 def generator_from(payload: dict[str, Any], ema: bool = True) -> nn.Module:
@@ -109,21 +131,21 @@ def generator_from(payload: dict[str, Any], ema: bool = True) -> nn.Module:
     0.94 s for the 1st-place BigGAN on the 2-core machine).
     """
     G, _ = build_model(payload["model"], options_from(payload), payload["n_classes"], payload["aux_classifier"])
-    _load_weights(G, payload["G_ema"] if ema and payload["G_ema"] is not None else payload["G"], payload)
+    load_weights(G, payload["G_ema"] if ema and payload["G_ema"] is not None else payload["G"], payload)
     return G.eval().requires_grad_(False)
 
 
 def models_from(payload: dict[str, Any]) -> tuple[nn.Module, nn.Module, nn.Module]:
     """Rebuild (G, D, G_ema) on the CPU with the checkpoint's weights. G_ema is G's copy when there was no EMA."""
     G, D = build_model(payload["model"], options_from(payload), payload["n_classes"], payload["aux_classifier"])
-    _load_weights(G, payload["G"], payload)
-    _load_weights(D, payload["D"], payload)
+    load_weights(G, payload["G"], payload)
+    load_weights(D, payload["D"], payload)
     return G, D, generator_from(payload)
 
 
-def _load_weights(module: nn.Module, state: dict[str, Any], payload: dict[str, Any]) -> None:
+def load_weights(module: nn.Module, state: dict[str, Any], payload: dict[str, Any]) -> None:
     """``module.load_state_dict(state)``, a mismatch reported as a :class:`CheckpointError`."""
     try:
         module.load_state_dict(state)
     except RuntimeError as exc:
-        raise CheckpointError(f"checkpoint weights do not fit model {payload['model']!r}: {str(exc)[:300]}") from None
+        raise CheckpointError(f"checkpoint weights do not fit model {payload['model']!r}: {' '.join(str(exc).split())[:300]}") from None

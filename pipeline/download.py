@@ -122,20 +122,22 @@ def fetch_archive(cache_dir: Path, force: bool = False) -> Path:
     return final
 
 
-def check_zip(path: Path) -> None:
-    """Raise DownloadError unless ``path`` is a complete zip archive (central directory and CRCs)."""
+def check_zip(path: Path, remedy: str = "delete it and download again") -> None:
+    """Raise DownloadError unless ``path`` is a complete zip archive (central directory and CRCs); the
+    message ends with ``remedy`` (a downloaded archive: download it again; a file the user named: check it)."""
     try:
         with zipfile.ZipFile(path) as z:
             bad = z.testzip()
     except (zipfile.BadZipFile, OSError) as exc:
-        raise DownloadError(f"{path} is not a complete zip archive ({exc}); delete it and download again.") from None
+        raise DownloadError(f"{path} is not a complete zip archive ({exc}); {remedy}.") from None
     if bad is not None:
-        raise DownloadError(f"{path}: member {bad} is corrupt; delete the archive and download again.")
+        raise DownloadError(f"{path}: member {bad} is corrupt; {remedy}.")
 
 
-def extract_nested(archive: Path, dest: Path) -> None:
-    """Extract ``archive`` into ``dest``, then every zip found inside it, into a folder of its name."""
-    check_zip(archive)
+def extract_nested(archive: Path, dest: Path, remedy: str = "delete it and download again") -> None:
+    """Extract ``archive`` into ``dest``, then every zip found inside it, into a folder of its name. ``remedy``:
+    what a message about a broken ``archive`` tells the user to do."""
+    check_zip(archive, remedy)
     with zipfile.ZipFile(archive) as z:
         z.extractall(dest)
     for inner in sorted(dest.rglob("*.zip")):
@@ -215,10 +217,11 @@ def obtain(
     if wanted["source"] == "local":
         src = Path(local)
         if not src.exists():
-            raise DownloadError(f"--from {local}: no such file or folder.")
+            raise DownloadError(f"{local} (--from, or data.local_copy in params.yaml): no such file or folder.")
         if src.is_file():
             with tempfile.TemporaryDirectory(prefix=".extract.tmp-", dir=out.parent if out.parent.exists() else None) as t:
-                extract_nested(src, Path(t))
+                extract_nested(src, Path(t), remedy="give the competition's zip (generative-dog-images.zip) or a "
+                               "folder holding all-dogs/ and Annotation/")
                 return install_raw(Path(t), out, wanted), True
         return install_raw(src, out, wanted), True
     archive = fetch_archive(cache_dir or out.parent / "download", force=redownload)

@@ -9,6 +9,7 @@ would trust. Rename within one folder is atomic on POSIX file systems.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -19,7 +20,19 @@ from typing import Iterator
 
 import numpy as np
 
-TMP_MARK = ".tmp-"  # temporary files are named ".<final name>.tmp-<random>"; .gitignore skips them
+TMP_MARK = ".tmp-"  # temporary files are named ".<final name>.tmp-<random>"; .gitignore and .dvcignore skip them
+
+# mkstemp and mkdtemp make owner-only (0600, 0700) files and folders; outputs get the modes that a plain
+# open() or mkdir() would give instead. The umask can only be read by setting it: done once, at import.
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+FILE_MODE = 0o666 & ~_UMASK
+DIR_MODE = 0o777 & ~_UMASK
+
+
+def _not_a_folder(final: Path) -> None:
+    if final.is_dir():
+        raise IsADirectoryError(errno.EISDIR, "this is a folder; give a file name", str(final))
 
 
 @contextlib.contextmanager
@@ -29,6 +42,7 @@ def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
     On an exception the temporary file is removed and ``final`` is left untouched.
     """
     final = Path(final)
+    _not_a_folder(final)  # else the rename would fail only after all the work
     final.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{final.name}{TMP_MARK}", dir=final.parent)
     os.close(fd)
@@ -38,10 +52,25 @@ def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
         # fsync so that the rename never exposes a file whose data is still in flight after a crash
         with open(tmp, "rb+") as fh:
             os.fsync(fh.fileno())
+        os.chmod(tmp, FILE_MODE)
         os.replace(tmp, final)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def ensure_writable(final: str | os.PathLike) -> None:
+    """Fail now, rather than after hours of work, when ``final`` could not be written: it is a folder, or its
+    folder cannot be made or written. Makes the folder and a temporary file in it (removed at once).
+
+    Raises OSError (IsADirectoryError, PermissionError, ...) naming the path.
+    """
+    final = Path(final)
+    _not_a_folder(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}{TMP_MARK}", dir=final.parent)
+    os.close(fd)
+    os.unlink(tmp)
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:
@@ -63,6 +92,7 @@ def replace_dir(new: Path, final: Path) -> None:
     The old folder is first renamed aside, so at every moment ``final`` is either the old complete
     folder, absent, or the new complete one: never a mix.
     """
+    new.chmod(DIR_MODE)  # made by mkdtemp: owner-only until now
     old = None
     if final.exists():
         old = final.with_name(f".{final.name}.old-{new.name[-8:]}")

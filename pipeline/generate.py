@@ -28,6 +28,7 @@ from tqdm import tqdm
 
 from pipeline.checkpoint import CheckpointError, generator_from, load_checkpoint
 from pipeline.config import ConfigError, add_config_arguments, config_from_args
+from pipeline.errors import error_text
 from pipeline.files import atomic_path
 from pipeline.images import codec_threads, image_grid, png_bytes, save_gif, save_png
 from pipeline.metrics.phases import Phases, record, run_phases
@@ -244,8 +245,8 @@ def main(argv: list[str] | None = None) -> int:
                 frames, captions = walk_frames(net, ck, weights, cfg.truncation, seed, device)
                 write_walk(Path(args.walk), frames, captions, f"{ck['model']} step {ck['step']}: {kind}")
             print(f"generate: wrote {args.walk} ({len(frames)} frames of {frames.shape[1]} {kind})")
-    except (ConfigError, CheckpointError, RuntimeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (ConfigError, CheckpointError, RuntimeError, OSError) as exc:  # OSError: --out, --grid, --walk
+        print(f"error: {error_text(exc)}", file=sys.stderr)
         return 2
     if phases is not None:
         print("wall time per step:\n" + phases.report())

@@ -30,7 +30,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline import download
-from pipeline.config import DEFAULT_PARAMS, ConfigError, KernelConfig, apply_overrides, read_params, slugify
+from pipeline.config import (DEFAULT_PARAMS, ConfigError, KernelConfig, apply_overrides, read_params,
+                             sample_grid_warning, slugify)
+from pipeline.errors import error_text
 from pipeline.files import write_text
 from pipeline.kernel_run import COMPETITION, OUTPUT_FILES, ROOT_ENV, SECTIONS, kernel_params
 
@@ -331,7 +333,6 @@ def check_built(built: BuiltKernel, need_owner: bool = False) -> None:
 
 
 REAL_BOXES = 22_126  # boxes in the competition's annotations (COMPETITION.md): the real data set's size
-MAX_SAMPLE_GRIDS = 1000  # more sample grids than this in one run is time and disk spent on pictures
 
 
 def kaggle_warnings(params: dict) -> list[str]:
@@ -355,12 +356,9 @@ def kaggle_warnings(params: dict) -> list[str]:
     if cfg.generate.precision == "bf16":
         warnings.append("generate.precision bf16: Kaggle's P100 and T4 have no native bf16 (it is for AMX CPUs); "
                         "use fp32")
-    steps = cfg.train.epochs * REAL_BOXES / cfg.train.batch_size
-    if steps / cfg.train.sample_every > MAX_SAMPLE_GRIDS:
-        grids = steps / cfg.train.sample_every
-        warnings.append(f"train.sample_every {cfg.train.sample_every} draws about {grids:,.0f} "
-                        f"sample grids in {steps:,.0f} steps on the real data; e.g. --set train.sample_every="
-                        f"{max(1, round(steps / 200))} keeps it near 200")
+    grids = sample_grid_warning(cfg.train.epochs * REAL_BOXES / cfg.train.batch_size, cfg.train.sample_every)
+    if grids:
+        warnings.append(f"{grids} (on the real data)")
     return warnings
 
 
@@ -522,8 +520,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"dry run: {built.folder} is ready to push; nothing was sent.")
             return 0
         pushed = push(built, kernel_params(params).kernel.username)
-    except (ConfigError, KernelError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (ConfigError, KernelError, OSError) as exc:  # OSError: an --out-dir that cannot be written
+        print(f"error: {error_text(exc)}", file=sys.stderr)
         return 2
     version = f"version {pushed['version']} of " if pushed["version"] else ""
     print(f"pushed {version}{pushed['id']}: {pushed['url']}")

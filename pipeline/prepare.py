@@ -25,6 +25,7 @@ from tqdm import tqdm
 from pipeline.annotations import AnnotationError, list_annotation_files, parse_annotation
 from pipeline.boxes import BoxLimits, judge_box, plan_crop, reduction_factor
 from pipeline.config import PrepareConfig, add_config_arguments, as_dict, config_from_args, ConfigError
+from pipeline.errors import error_text
 from pipeline.files import Dataset, save_dataset, write_json
 from pipeline.layout import IMAGE_SUFFIXES
 from pipeline.images import ImageDecodeError, decode_reduced, image_grid, open_photo, render_crop, save_png
@@ -244,13 +245,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = config_from_args(args, "prepare")
         ds, report = prepare(args.images, args.annotations, cfg, progress=not args.no_progress)
-    except (ConfigError, PrepareError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        grid = sample_grid(ds, cfg.grid_seed)  # before anything is written
+        # The dataset is written last: its presence means the report and grid beside it are current.
+        write_json(report_path, report)
+        save_png(grid_path, grid)
+        save_dataset(out, ds)
+    except (ConfigError, PrepareError, OSError) as exc:
+        print(f"error: {error_text(exc)}", file=sys.stderr)
         return 2
-    # The dataset is written last: its presence means the report and grid beside it are current.
-    write_json(report_path, report)
-    save_png(grid_path, sample_grid(ds, cfg.grid_seed))
-    save_dataset(out, ds)
     print(summary(report))
     print(f"wrote {out} ({len(ds)} images), {report_path}, {grid_path}")
     return 0

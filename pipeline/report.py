@@ -33,6 +33,7 @@ import numpy as np
 
 from pipeline.config import (ConfigError, GenerateConfig, ScoreConfig, add_config_arguments, config_from_args,
                              load_config)
+from pipeline.errors import error_text
 from pipeline.files import Dataset, load_dataset, write_bytes, write_text
 from pipeline.images import image_grid, png_bytes
 from pipeline.metrics.features import FeatureNetwork, FeatureNetworkError, load_network
@@ -333,8 +334,8 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError(str(exc)) from None
         m = build_report(args.submission, args.reference, cfg, args.cache, args.out, args.checkpoint,
                          gen_cfg.truncation, args.closest, args.breeds, device, progress=not args.no_progress)
-    except (ValueError, FeatureNetworkError, FileNotFoundError) as exc:  # ConfigError, SubmissionError, ...
-        print(f"error: {exc}", file=sys.stderr)
+    except (ValueError, FeatureNetworkError, OSError) as exc:  # ConfigError, SubmissionError, unwritable --out ...
+        print(f"error: {error_text(exc)}", file=sys.stderr)
         return 2
     print("report: " + ": ".join(verdict(m.metrics)))
     print(f"wrote {Path(args.out) / HTML_NAME} and {Path(args.out) / PNG_NAME} in {time.perf_counter() - t0:.1f} s")

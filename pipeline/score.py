@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.config import ConfigError, ScoreConfig, add_config_arguments, config_from_args
+from pipeline.errors import error_text
 from pipeline.files import atomic_path, load_dataset, write_json
 from pipeline.metrics import leaderboard
 from pipeline.metrics.features import FeatureNetwork, FeatureNetworkError, extract_features, load_network
@@ -352,14 +353,18 @@ def main(argv: list[str] | None = None) -> int:
         metrics, reused = score_submission(args.submission, args.reference, cfg, args.cache, device,
                                            progress=not args.no_progress, phases=phases)
     # ValueError covers ConfigError, SubmissionError, CheckpointError, a bad dataset and broken features
-    except (ValueError, FeatureNetworkError, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (ValueError, FeatureNetworkError, OSError) as exc:
+        print(f"error: {error_text(exc)}", file=sys.stderr)
         return 2
     metrics = {k: metrics[k] for k in METRIC_KEYS}
-    with record(phases, "metrics JSON + leaderboard"):
-        write_json(args.metrics, metrics)
-        row = leaderboard.make_row(metrics, model, params)
-        paths = leaderboard.update_leaderboard(args.leaderboard_dir, row)
+    try:
+        with record(phases, "metrics JSON + leaderboard"):
+            write_json(args.metrics, metrics)
+            row = leaderboard.make_row(metrics, model, params)
+            paths = leaderboard.update_leaderboard(args.leaderboard_dir, row)
+    except OSError as exc:
+        print(f"{summary(metrics, None)}\nerror: {error_text(exc)}", file=sys.stderr)  # the score is not lost
+        return 2
     if metrics["memorizer"]:
         print(memorizer_warning(metrics), file=sys.stderr)
     rank = row["kaggle_2019_rank"] if metrics["comparable_to_kaggle"] else None

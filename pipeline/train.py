@@ -30,10 +30,12 @@ from torch.nn.utils import parametrize
 from tqdm import tqdm
 
 from pipeline.augment import diff_augment, random_hflip
-from pipeline.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from pipeline.config import ConfigError, ScoreConfig, TrainConfig, add_config_arguments, config_from_args, load_config
+from pipeline.checkpoint import CheckpointError, load_checkpoint, load_weights, save_checkpoint
+from pipeline.config import (ConfigError, ScoreConfig, TrainConfig, add_config_arguments, config_from_args, load_config,
+                             sample_grid_warning)
 from pipeline.ema import ema_decay_at, ema_update, make_ema
-from pipeline.files import Dataset, load_dataset
+from pipeline.errors import error_text, first_line
+from pipeline.files import TMP_MARK, Dataset, ensure_writable, load_dataset
 from pipeline.images import even_subsample, image_grid, save_gif, save_png
 from pipeline.losses import class_loss, get_loss
 from pipeline.metrics.features import FeatureNetworkError
@@ -323,6 +325,11 @@ def drop_samples_after(samples_dir: Path, step: int) -> None:
     for s, path in sample_files(samples_dir):
         if s > step:
             path.unlink()
+    if step == 0:  # a fresh start: the still and the GIF of another run must not stand beside this run's grids
+        for name in (LAST_PNG, PROGRESS_GIF):
+            (samples_dir / name).unlink(missing_ok=True)
+    for leftover in samples_dir.glob(f".*{TMP_MARK}*"):  # a grid half-written when a run was killed
+        leftover.unlink(missing_ok=True)
 
 
 def write_progress(samples_dir: Path, max_frames: int = GIF_MAX_FRAMES) -> tuple[int, int]:
@@ -473,12 +480,31 @@ def _resume(path: Path, p: Parts, cfg: TrainConfig, breeds: list[str]) -> tuple[
         )
     if list(ck["breeds"]) != list(breeds):
         raise CheckpointError(f"{path} was trained on other breeds than this data set; remove it to start afresh.")
-    unwrap(p.G).load_state_dict(ck["G"])
-    unwrap(p.D).load_state_dict(ck["D"])
+    saved = dict(ck["model_options"], aux_classifier=ck["aux_classifier"])
+    wanted = dict(asdict(cfg.model_options), aux_classifier=p.aux)
+    changed = [f"{k}: {saved.get(k)!r} in the checkpoint, {wanted.get(k)!r} now" for k in sorted(set(saved) | set(wanted))
+               if saved.get(k) != wanted.get(k)]
+    if changed:
+        raise CheckpointError(
+            f"{path} was trained with other model settings ({'; '.join(changed)}). Put them back in params.yaml "
+            "to resume (aux_classifier comes from train.aux_class_weight > 0), or remove the file to start afresh."
+        )
+    if ck["opt_g"] is None or ck["opt_d"] is None:
+        raise CheckpointError(f"{path} has no optimizer states (a checkpoint for sampling only); it cannot be resumed.")
+    old_batch = ck["train_config"].get("batch_size")
+    if old_batch not in (None, cfg.batch_size):
+        print(f"warning: {path} was trained at batch {old_batch}, this run uses {cfg.batch_size}: its {ck['step']} "
+              "steps count as steps of the new batch size", file=sys.stderr)
+    load_weights(unwrap(p.G), ck["G"], ck)
+    load_weights(unwrap(p.D), ck["D"], ck)
     if p.G_ema is not None:
-        p.G_ema.load_state_dict(ck["G_ema"] if ck["G_ema"] is not None else ck["G"])
-    p.opt_g.load_state_dict(ck["opt_g"])
-    p.opt_d.load_state_dict(ck["opt_d"])
+        load_weights(p.G_ema, ck["G_ema"] if ck["G_ema"] is not None else ck["G"], ck)
+    try:
+        p.opt_g.load_state_dict(ck["opt_g"])
+        p.opt_d.load_state_dict(ck["opt_d"])
+    except (ValueError, KeyError) as exc:
+        raise CheckpointError(f"{path}: its optimizer states do not fit the model ({first_line(exc)}); "
+                              "remove the file to start afresh.") from None
     for name, s in (("sched_g", p.sched_g), ("sched_d", p.sched_d)):
         if s is not None and ck["extra"].get(name):
             s.load_state_dict(ck["extra"][name])
@@ -515,6 +541,8 @@ def train(
     data = DeviceData(ds, rt.device, cfg.seed * 1000 + rt.rank)
     steps = total_steps(cfg, len(data), rt.world_size)
     p = build_parts(cfg, len(breeds), rt, steps_per_epoch=len(data) / (cfg.batch_size * rt.world_size))
+    if rt.is_main and samples_dir and (warning := sample_grid_warning(steps, cfg.sample_every)):
+        print(f"warning: {warning}", file=sys.stderr)
     step, extra = 0, {}
     if resume and out.exists():
         step, extra = _resume(out, p, cfg, breeds)
@@ -648,9 +676,11 @@ def main(argv: list[str] | None = None) -> int:
         evaluation = EvalSettings(load_config("score", args.params), Path(args.cache),
                                   Path(args.best) if args.best else Path(args.out).with_name("best.pt"))
         ds = load_dataset(args.data)
+        # before any training: a checkpoint path that cannot be written would otherwise lose the whole run
+        ensure_writable(args.out)
         rt = setup_runtime(cfg.precision, cfg.channels_last, args.device)
-    except (ConfigError, ValueError, FileNotFoundError, RuntimeError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except (ConfigError, ValueError, OSError, RuntimeError) as exc:
+        print(f"error: {error_text(exc)}", file=sys.stderr)
         return 2
     try:
         summary = train(
@@ -659,8 +689,9 @@ def main(argv: list[str] | None = None) -> int:
             samples_dir=Path(args.samples) if args.samples else None,
             evaluation=evaluation, progress=not args.no_progress,
         )
-    except (CheckpointError, FeatureNetworkError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    # OSError: a sample grid or dvclive folder that cannot be written, a full disk
+    except (CheckpointError, FeatureNetworkError, OSError) as exc:
+        print(f"error: {error_text(exc)}", file=sys.stderr)
         return 2
     finally:
         rt.close()

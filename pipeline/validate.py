@@ -170,6 +170,12 @@ def validate_zip(path: str | os.PathLike, expected: int = EXPECTED_IMAGES, keep_
         members = [info for info in zf.infolist() if not info.is_dir()]
         if not members:
             raise SubmissionError(f"{path}: the zip is empty (no files). It must hold {expected} PNG images.")
+        names: set[str] = set()
+        for info in members:
+            if info.filename in names:  # unzipping keeps one of them, so the images would be fewer than counted
+                raise SubmissionError(f"{path}: {info.filename} appears twice in the zip; every image needs a name "
+                                      "of its own (unzipping would keep only one of them).")
+            names.add(info.filename)
         if len(members) != expected:
             raise SubmissionError(
                 f"{path}: the zip holds {len(members)} files, it must hold exactly {expected} PNG images "

@@ -34,6 +34,10 @@ def test_float_coordinates_are_rounded_to_pixel_indices():
         (voc_xml(10, 10, [(1, 2, 3, 4)]).replace("<xmin>1</xmin>", "<xmin>one</xmin>"), "malformed_xml"),
         ("<annotation><size><width>5</width><height>5</height></size><object><name>x</name></object></annotation>",
          "malformed_xml"),  # object without bndbox
+        (voc_xml(10, 10, [(1, 2, 3, 4)]).replace("<xmin>1</xmin>", "<xmin>1e999</xmin>"), "malformed_xml"),  # inf
+        (voc_xml(10, 10, [(1, 2, 3, 4)]).replace("<width>10</width>", "<width>nan</width>"), "malformed_xml"),
+        # as prepare reads it, bytes: the declared encoding is looked up (a str has been decoded already)
+        (('<?xml version="1.0" encoding="bogus"?>' + voc_xml(10, 10, [(1, 2, 3, 4)])).encode(), "malformed_xml"),
     ],
 )
 def test_unusable_documents_raise_with_a_reason(text, reason):

@@ -105,3 +105,12 @@ def test_broken_params_file(tmp_path):
     params.write_text("prepare: 3\n")
     with pytest.raises(ConfigError, match="must be a mapping"):
         load_config("prepare", params)
+
+
+def test_sample_grid_warning_past_a_thousand_grids():
+    from pipeline.config import sample_grid_warning
+
+    assert sample_grid_warning(6000, 6) is None
+    # the README's full recipe with the demo's sample_every: 130 epochs x 22,126 crops / 32 per step
+    warning = sample_grid_warning(130 * 22_126 / 32, 6)
+    assert "draws about 14,981 sample grids in 89,887 steps" in warning and "sample_every=449" in warning

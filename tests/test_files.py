@@ -4,12 +4,15 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from pipeline import files
 from pipeline.files import Dataset, atomic_path, load_dataset, save_dataset, write_text
 from tests.conftest import REPO
 
@@ -91,3 +94,40 @@ def test_loading_a_foreign_file_is_a_clear_error(tmp_path):
         load_dataset(bad)
     with pytest.raises(FileNotFoundError, match="pipeline.prepare"):
         load_dataset(tmp_path / "missing.npz")
+
+
+def test_outputs_get_the_modes_a_plain_write_would_give(tmp_path):
+    # mkstemp/mkdtemp make owner-only files and folders; outputs must not stay that way (shared machines, CI)
+    old = os.umask(0o022)
+    try:
+        files.write_text(tmp_path / "a.json", "{}")
+        new = Path(tempfile.mkdtemp(dir=tmp_path))
+        files.replace_dir(new, tmp_path / "folder")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "a.json").stat().st_mode & 0o777 == 0o666 & ~files._UMASK
+    assert (tmp_path / "folder").stat().st_mode & 0o777 == 0o777 & ~files._UMASK
+    assert files.FILE_MODE & 0o044  # readable by others under the usual umask of this machine and CI (022)
+
+
+def test_ensure_writable_fails_early_and_leaves_nothing(tmp_path):
+    files.ensure_writable(tmp_path / "new" / "ck.pt")  # makes the folder, leaves no file
+    assert list((tmp_path / "new").iterdir()) == []
+    (tmp_path / "dir.pt").mkdir()
+    with pytest.raises(IsADirectoryError, match="this is a folder"):
+        files.ensure_writable(tmp_path / "dir.pt")
+    (tmp_path / "file").write_text("")
+    with pytest.raises(OSError):
+        files.ensure_writable(tmp_path / "file" / "ck.pt")  # a file where a folder should be
+
+
+def test_error_texts():
+    from pipeline.errors import error_text, first_line, load_error_text
+
+    assert first_line(EOFError("")) == "no message"
+    assert first_line(KeyError("unknown model 'x'")) == "unknown model 'x'"  # without str(KeyError)'s quotes
+    assert first_line(ValueError("one\ntwo")) == "one"
+    assert error_text(FileNotFoundError(2, "No such file or directory", "/nope/x.zip")).startswith(
+        "/nope/x.zip: No such file or directory. Check that the path is right")
+    assert error_text(FileNotFoundError("run prepare first")) == "run prepare first"
+    assert "never loaded here" in load_error_text(RuntimeError("Weights only load failed. ... weights_only=False"))

@@ -63,3 +63,15 @@ def test_training_writes_the_gif_and_resume_rebuilds_it(tmp_path):
         assert np.array_equal(np.asarray(last), np.asarray(six))
     # step 4 is the resumed run's own grid, not the killed run's flat one
     assert np.asarray(Image.open(tr.sample_path(samples, 4))).std() > 0
+
+
+def test_a_fresh_run_clears_the_last_runs_still_gif_and_half_written_grids(tmp_path):
+    samples = tmp_path / "samples"
+    samples.mkdir()
+    for name in (tr.LAST_PNG, tr.PROGRESS_GIF, ".step_0000002.png.tmp-abc123"):
+        (samples / name).write_bytes(b"from a killed run")
+    tr.drop_samples_after(samples, 0)
+    assert list(samples.iterdir()) == []
+    (samples / tr.LAST_PNG).write_bytes(b"this run's")
+    tr.drop_samples_after(samples, 3)  # resuming: the still stays until the next grid replaces it
+    assert [p.name for p in samples.iterdir()] == [tr.LAST_PNG]

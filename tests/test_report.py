@@ -14,10 +14,11 @@ from tests.test_train import cfg_for, run_train
 
 
 def run_report(tmp_path, submission, reference, *extra):
+    (tmp_path / "defaults.yaml").write_text("{}\n")  # every key at its built-in default but those set below
     return report.main([
         "--submission", str(submission), "--reference", str(reference), "--out", str(tmp_path / "reports"),
         "--cache", str(tmp_path / "cache"), "--device", "cpu", "--no-progress",
-        "--params", str(tmp_path / "no-params.yaml"),
+        "--params", str(tmp_path / "defaults.yaml"),
         "--set", "score.network=standin", "--set", f"score.expected_images={N_GEN}", *extra,
     ])
 

@@ -63,12 +63,14 @@ class Run:
         self.cache = tmp / "reference"
         self.metrics = tmp / "metrics" / "score.json"
         self.board = tmp / "submissions"
+        self.params = tmp / "defaults.yaml"
+        self.params.write_text("{}\n")  # every key at its built-in default but those set in __call__
 
     def __call__(self, submission: Path, *extra: str) -> int:
         return score.main([
             "--submission", str(submission), "--reference", str(self.reference), "--metrics", str(self.metrics),
             "--leaderboard-dir", str(self.board), "--cache", str(self.cache), "--device", "cpu", "--no-progress",
-            "--params", str(self.tmp / "no-params.yaml"),  # absent: every key at its default but these
+            "--params", str(self.params),
             "--set", "score.network=standin", "--set", f"score.expected_images={N_GEN}", *extra,
         ])
 
@@ -336,3 +338,26 @@ def test_rows_markdown_and_plot(tmp_path):
     assert [line.split(" | ")[1] for line in table] == ["40.00", "80.00", "0.50"]
     assert "not comparable to Kaggle" in table[2] and "would rank" in table[0]
     assert paths["png"].read_bytes().startswith(b"\x89PNG")
+
+
+def test_a_damaged_leaderboard_row_neither_crashes_nor_half_updates(tmp_path):
+    # a row cut short by hand (no network, no MiFID) and one with a cell too many: shown as "?", not plotted
+    header = ",".join(L.COLUMNS)
+    (tmp_path / "leaderboard.csv").write_text(f"{header}\n1,2\n{','.join(['x'] * (len(L.COLUMNS) + 1))}\n")
+    paths = L.update_leaderboard(tmp_path, L.make_row(metrics(mifid=40.0)))
+    _, rows = L.read_rows(paths["csv"])
+    assert len(rows) == 3 and rows[0][L.COLUMNS[0]] == "1" and rows[2]["mifid"] == rows[2]["fid"]
+    assert paths["md"].read_text().count("| ? |") >= 2 and paths["png"].read_bytes().startswith(b"\x89PNG")
+
+
+def test_a_render_failure_leaves_the_leaderboard_files_as_they_were(tmp_path, monkeypatch):
+    paths = L.update_leaderboard(tmp_path, L.make_row(metrics(mifid=40.0)))
+    before = {k: p.read_bytes() for k, p in paths.items()}
+
+    def broken(rows):
+        raise RuntimeError("plotting failed")
+
+    monkeypatch.setattr(L, "render_plot", broken)
+    with pytest.raises(RuntimeError):
+        L.update_leaderboard(tmp_path, L.make_row(metrics(mifid=30.0)))
+    assert {k: p.read_bytes() for k, p in paths.items()} == before

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -125,10 +126,51 @@ def test_corrupt_and_foreign_checkpoints_are_clear_errors(tmp_path):
         load_checkpoint(tmp_path / "half.pt")
 
 
+def test_empty_and_damaged_checkpoints_name_what_is_wrong(tmp_path):
+    empty = tmp_path / "empty.pt"
+    empty.write_bytes(b"")
+    with pytest.raises(CheckpointError, match="is empty"):
+        load_checkpoint(empty)
+    run_train(tmp_path, cfg_for("dcgan", epochs=0.2))
+    good = torch.load(tmp_path / "ck.pt", weights_only=True)
+    for change, message in (({"model": "stylegan"}, "unknown model 'stylegan'; known models"),
+                            ({"G_ema": 3}, "'G_ema' is a int"),
+                            ({"extra": None}, "'extra' is a NoneType"),
+                            ({"n_classes": True}, "'n_classes' is a bool"),
+                            ({"model_options": dict(good["model_options"], z_dim=-3)}, "z_dim: -3 is out of range")):
+        torch.save({**good, **change}, tmp_path / "bad.pt")
+        with pytest.raises(CheckpointError, match=message):
+            generator_from(load_checkpoint(tmp_path / "bad.pt"))
+    torch.save({k: v for k, v in good.items() if k != "G"}, tmp_path / "bad.pt")
+    with pytest.raises(CheckpointError, match="'G' is missing"):
+        load_checkpoint(tmp_path / "bad.pt")
+    pickled = tmp_path / "pickled.pt"
+    torch.save({"format": "x", "fn": Path}, pickled)  # a class: only a full unpickle could load it
+    with pytest.raises(CheckpointError, match="pickled Python objects, which are never loaded") as info:
+        load_checkpoint(pickled)
+    assert "weights_only=False" not in str(info.value)
+
+
 def test_resume_with_other_params_is_refused(tmp_path):
     run_train(tmp_path, cfg_for("dcgan", epochs=0.2))
     with pytest.raises(CheckpointError, match="holds a 'dcgan' model"):
         run_train(tmp_path, cfg_for("biggan", epochs=0.2), resume=True)
+    # the same model with another width, or a classifier head it did not have: named, not a load traceback
+    wider = dict(TINY["dcgan"], g_width=TINY["dcgan"]["g_width"] * 2)
+    with pytest.raises(CheckpointError, match=r"other model settings \(g_width: \d+ in the checkpoint, \d+ now\)"):
+        run_train(tmp_path, cfg_for("dcgan", epochs=0.2, dcgan=wider), resume=True)
+    with pytest.raises(CheckpointError, match="aux_classifier: False in the checkpoint, True now"):
+        run_train(tmp_path, cfg_for("dcgan", epochs=0.2, aux_class_weight=1.0), resume=True)
+
+
+def test_train_refuses_an_unwritable_checkpoint_path_before_training(tmp_path, capsys):
+    (tmp_path / "ck.pt").mkdir()
+    data = tmp_path / "d.npz"
+    save_dataset(data, tiny_dataset())
+    assert tr.main(["--data", str(data), "--out", str(tmp_path / "ck.pt"), "--device", "cpu", "--no-progress",
+                    "--set", "model=dcgan", "--set", "epochs=100"]) == 2
+    err = capsys.readouterr().err
+    assert "ck.pt: this is a folder; give a file name" in err and "train dcgan" not in err
 
 
 def test_time_budget_stops_cleanly_with_a_checkpoint(tmp_path):

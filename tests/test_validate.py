@@ -84,6 +84,14 @@ def test_folder_entries_are_not_counted(tmp_path):
     assert validate_zip(make_zip(tmp_path / "images.zip", members), expected=5).images == 5
 
 
+def test_a_name_given_twice_is_rejected(tmp_path):
+    path = tmp_path / "images.zip"
+    with zipfile.ZipFile(path, "w") as zf, pytest.warns(UserWarning, match="Duplicate name"):
+        for i in range(5):
+            zf.writestr(f"{min(i, 3)}.png", png(seed=i))  # 3.png twice: 5 members, 4 files once unzipped
+    assert "3.png appears twice" in error_of(path)
+
+
 def test_jpeg_named_png_is_rejected_and_named(tmp_path):
     members = good_members(5)
     members["3.png"] = png(fmt="JPEG")

@@ -44,6 +44,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from pipeline.errors import first_line, load_error_text
 from pipeline.files import atomic_path
 from pipeline.runtime import exact_float32
 
@@ -207,11 +208,14 @@ def build_inception(weights: str = "") -> FeatureNetwork:
     from pytorch_fid import inception as fid_inception
 
     path = find_inception_weights(weights)
+    if path.stat().st_size == 0:
+        raise FeatureNetworkError(f"{path} is empty (0 bytes). It should be pytorch-fid's {INCEPTION_WEIGHTS_FILE} "
+                                  f"from {_weights_url()} (about 91 MB); replace it.")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any failure means the same thing: not a weights file
         raise FeatureNetworkError(
-            f"{path} is not a readable PyTorch weights file ({type(exc).__name__}: {str(exc).splitlines()[0][:200]}). "
+            f"{path} is not a readable PyTorch weights file ({load_error_text(exc)}). "
             f"It should be pytorch-fid's {INCEPTION_WEIGHTS_FILE} from {_weights_url()}; replace it."
         ) from None
     # InceptionV3's constructor fetches the weights itself (load_state_dict_from_url, always from the
@@ -224,7 +228,7 @@ def build_inception(weights: str = "") -> FeatureNetwork:
             )
     except (RuntimeError, TypeError, AttributeError, KeyError) as exc:
         raise FeatureNetworkError(
-            f"{path} does not hold the Inception weights pytorch-fid expects ({str(exc).splitlines()[0][:200]}). "
+            f"{path} does not hold the Inception weights pytorch-fid expects ({first_line(exc)}). "
             f"It should be {INCEPTION_WEIGHTS_FILE} from {_weights_url()}; replace it."
         ) from None
     fingerprint = f"{INCEPTION_WEIGHTS_FILE}:{path.stat().st_size}:{_sha256_file(path)[:16]}"

@@ -128,22 +128,21 @@ def read_rows(path: str | os.PathLike) -> tuple[list[str], list[dict[str, str]]]
     if not path.is_file():
         return list(COLUMNS), []
     with open(path, newline="") as fh:
-        reader = csv.DictReader(fh)
-        rows = list(reader)
+        # DictReader gives None for the cells of a row cut short and keeps extra cells under the key None: a
+        # row damaged by hand becomes empty cells (shown as "?") rather than a crash, and its extras are dropped
+        reader = csv.DictReader(fh, restval="")
+        rows = [{k: v for k, v in r.items() if k is not None} for r in reader]
         found = list(reader.fieldnames or [])
     # a file from an older version keeps its extra columns after ours
     return list(COLUMNS) + [c for c in found if c not in COLUMNS], rows
 
 
-def append_row(path: str | os.PathLike, row: dict[str, str]) -> list[dict[str, str]]:
-    """Add ``row`` to the CSV at ``path`` (read, append, write the whole file atomically); all rows."""
-    columns, rows = read_rows(path)
-    rows.append(row)
+def write_rows(path: str | os.PathLike, columns: list[str], rows: list[dict[str, str]]) -> None:
+    """Write the whole CSV at ``path`` atomically."""
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
         writer = csv.DictWriter(fh, fieldnames=columns, restval="")
         writer.writeheader()
         writer.writerows(rows)
-    return rows
 
 
 # ---------------------------------------------------------------------------------------------- renders
@@ -229,7 +228,8 @@ def render_plot(rows: list[dict[str, str]]) -> bytes:
         if (shown & memo).any():
             ax.scatter(x[shown & memo], y[shown & memo], color="tab:red", marker="x", zorder=3,
                        label="memorizer (penalised)")
-        ax.set_yscale("log")
+        if shown.any() or comparable:  # a log axis with nothing positive on it is an error in matplotlib
+            ax.set_yscale("log")
         if comparable:
             ax.axhline(best, color="tab:green", ls="--", label=f"2019 public best {best:.2f}")
             ax.axhline(median, color="tab:orange", ls="--", label=f"2019 public median {median:.1f}")
@@ -253,7 +253,11 @@ def update_leaderboard(directory: str | os.PathLike, row: dict[str, str]) -> dic
     """Append ``row`` to ``directory``/leaderboard.csv and regenerate leaderboard.md and .png."""
     directory = Path(directory)
     paths = {k: directory / f"leaderboard.{k}" for k in ("csv", "md", "png")}
-    rows = append_row(paths["csv"], row)
-    write_text(paths["md"], render_markdown(rows))
-    write_bytes(paths["png"], render_plot(rows))
+    columns, rows = read_rows(paths["csv"])
+    rows.append(row)
+    # both renders before any write: a row they choke on leaves all three files as they were
+    markdown, picture = render_markdown(rows), render_plot(rows)
+    write_rows(paths["csv"], columns, rows)
+    write_text(paths["md"], markdown)
+    write_bytes(paths["png"], picture)
     return paths
