@@ -164,9 +164,16 @@ def main() -> int:
         "walk.png": walk_strip(REPO / "submissions" / "walk.gif"),
         "memorizer.png": shrunk(memorizer, 640) if memorizer else None,
     }
+    needs = {  # what makes each picture's source
+        "mifid.png": f"a training run with train.eval_every > 0 whose dvclive folder is given as LIVE_DIR (not {live}); "
+                     "see this script's docstring",
+        "progress.png": "the demo (dvc repro)",
+        "walk.png": "python -m pipeline.generate --checkpoint models/checkpoint.pt --walk submissions/walk.gif",
+        "memorizer.png": "the demo (dvc repro)",
+    }
     for name, picture in made.items():
         if picture is None:
-            print(f"skipped docs/{name}: its source is not there (run the demo first)")
+            print(f"skipped docs/{name}: its source is not there; it needs {needs[name]}")
         else:
             save_small(DOCS / name, picture)
     return 0

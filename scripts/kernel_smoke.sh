@@ -3,11 +3,13 @@
 # data laid out like Kaggle's mount in a fake /kaggle tree, the kernel built from params.yaml, then run from a
 # folder where the repo's `pipeline` cannot be imported. Extra arguments go to `python -m pipeline.kernel build`,
 # e.g.  bash scripts/kernel_smoke.sh --set train.epochs=1 --set generate.n=1000
-# PYTHON picks the interpreter (default: python). Prints where the outputs are; exit status 0 when the kernel
+# PYTHON picks the interpreter (default: the project's .venv when there is one, else python). Prints where the outputs are; exit status 0 when the kernel
 # finished and its images.zip passed its check.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-PY=$("${PYTHON:-python}" -c "import sys; print(sys.executable)")  # absolute: the kernel runs elsewhere
+default=python
+[ -x .venv/bin/python ] && default=.venv/bin/python  # made by scripts/demo.sh or scripts/test.sh
+PY=$("${PYTHON:-$default}" -c "import sys; print(sys.executable)")  # absolute: the kernel runs elsewhere
 work=$(mktemp -d "${TMPDIR:-/tmp}/kernel-smoke-XXXXXX")
 comp="$work/kaggle/input/generative-dog-images"
 "$PY" -m pipeline.download --out "$work/raw" --set source=demo >/dev/null
