@@ -57,7 +57,7 @@ class PrepareConfig:
     64x64 as it is (stretch), no margin.
     """
 
-    size: int = field(default=64, metadata=_range(8, 1024))
+    size: int = field(default=64, metadata=_range(8, 1024))  # other sizes: for looking only; train and score need 64
     square: SquareMethod = "stretch"
     margin: float = field(default=0.0, metadata=_range(0.0, 1.0))
     min_aspect: float = field(default=0.25, metadata=_range(0.0, None))

@@ -150,6 +150,19 @@ def save_dataset(path: str | os.PathLike, ds: Dataset) -> None:
             )
 
 
+COMPETITION_SIZE = 64  # Kaggle's images are 64x64: every model generates that size and the score compares it
+
+
+def require_competition_size(ds: Dataset, path: str | os.PathLike, use: str) -> None:
+    """ValueError unless ``ds`` (read from ``path``) holds 64x64 crops, the only size ``use`` works with."""
+    h, w = ds.images.shape[1:3]
+    if (h, w) != (COMPETITION_SIZE, COMPETITION_SIZE):
+        raise ValueError(
+            f"{path} holds {w}x{h} crops, but {use} needs {COMPETITION_SIZE}x{COMPETITION_SIZE} ones (the competition's "
+            f"size). Prepare it again with prepare.size: {COMPETITION_SIZE}."
+        )
+
+
 def load_dataset(path: str | os.PathLike) -> Dataset:
     """Read a dataset written by :func:`save_dataset`; a clear error if it is not one."""
     path = Path(path)

@@ -32,8 +32,9 @@ import torch
 import pipeline
 from pipeline import train as train_stage
 from pipeline.checkpoint import generator_from, load_checkpoint
-from pipeline.config import GenerateConfig, KernelConfig, PrepareConfig, ScoreConfig, TrainConfig, build_config
-from pipeline.files import write_bytes, write_json, write_text
+from pipeline.config import (ConfigError, GenerateConfig, KernelConfig, PrepareConfig, ScoreConfig, TrainConfig,
+                             build_config)
+from pipeline.files import COMPETITION_SIZE, write_bytes, write_json, write_text
 from pipeline.generate import generate_images, label_weights, write_zip
 from pipeline.images import image_grid, save_png
 from pipeline.layout import CompetitionDirs, find_competition_dirs
@@ -70,7 +71,12 @@ class KernelParams:
 
 def kernel_params(params: dict) -> KernelParams:
     """Validate the params mapping the kernel carries (one mapping per section in ``SECTIONS``)."""
-    return KernelParams(*(build_config(section, params.get(section)) for section in SECTIONS))
+    cfg = KernelParams(*(build_config(section, params.get(section)) for section in SECTIONS))
+    if cfg.prepare.size != COMPETITION_SIZE:  # checked here so that the build fails, not the run hours later
+        raise ConfigError(f"prepare.size: {cfg.prepare.size}; the kernel trains and submits {COMPETITION_SIZE}x"
+                          f"{COMPETITION_SIZE} images (the competition's size), so it needs prepare.size: "
+                          f"{COMPETITION_SIZE}")
+    return cfg
 
 
 def kaggle_root() -> Path:

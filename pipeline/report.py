@@ -34,7 +34,7 @@ import numpy as np
 from pipeline.config import (ConfigError, GenerateConfig, ScoreConfig, add_config_arguments, config_from_args,
                              load_config)
 from pipeline.errors import error_text
-from pipeline.files import Dataset, load_dataset, write_bytes, write_text
+from pipeline.files import Dataset, load_dataset, require_competition_size, write_bytes, write_text
 from pipeline.images import image_grid, png_bytes
 from pipeline.metrics.features import FeatureNetwork, FeatureNetworkError, load_network
 from pipeline.metrics.mifid import (EPS_PRIVATE, EPS_PUBLIC, feature_statistics, frechet_distance_by, mean_distance,
@@ -284,6 +284,7 @@ def build_report(submission: str | Path, reference: str | Path, cfg: ScoreConfig
         ck = load_checkpoint(checkpoint)
     network = load_network(cfg.network, cfg.inception_weights)
     ref = load_dataset(reference)
+    require_competition_size(ref, reference, "the report (a reference for 64x64 submissions)")
     stats, _ = reference_statistics(ref.images, network, cache_dir, cfg.batch_size, device, progress)
     features, _ = submission_features(images, network, cache_dir, cfg.batch_size, device, progress)  # score's
     m = analyse(features, stats, network, cfg.eps, cfg.chunk, n_closest, cfg.frechet)

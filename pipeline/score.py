@@ -35,7 +35,7 @@ import numpy as np
 
 from pipeline.config import ConfigError, ScoreConfig, add_config_arguments, config_from_args
 from pipeline.errors import error_text
-from pipeline.files import atomic_path, load_dataset, write_json
+from pipeline.files import atomic_path, load_dataset, require_competition_size, write_json
 from pipeline.metrics import leaderboard
 from pipeline.metrics.features import FeatureNetwork, FeatureNetworkError, extract_features, load_network
 from pipeline.metrics.mifid import CovarianceRoot, covariance_root, mifid_from_reference, nonzero_rows, prepare_reference
@@ -299,7 +299,9 @@ def score_submission(
     with record(phases, "feature network: build"):
         network = load_network(cfg.network, cfg.inception_weights)  # before the costly part: weights may be missing
     with record(phases, "reference: dataset load"):
-        ref_images = load_dataset(reference).images
+        ref = load_dataset(reference)
+        require_competition_size(ref, reference, "the score (a reference for 64x64 submissions)")
+        ref_images = ref.images
     stats, reused = reference_statistics(ref_images, network, cache_dir, cfg.batch_size, device, progress, phases)
     features, _ = submission_features(images, network, cache_dir, cfg.batch_size, device, progress, phases)
     metrics = score_images(images, stats, network, cfg, device, progress, features=features, phases=phases)

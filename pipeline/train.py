@@ -35,7 +35,7 @@ from pipeline.config import (ConfigError, ScoreConfig, TrainConfig, add_config_a
                              sample_grid_warning)
 from pipeline.ema import ema_decay_at, ema_update, make_ema
 from pipeline.errors import error_text, first_line
-from pipeline.files import TMP_MARK, Dataset, ensure_writable, load_dataset
+from pipeline.files import TMP_MARK, Dataset, ensure_writable, load_dataset, require_competition_size
 from pipeline.images import even_subsample, image_grid, save_gif, save_png
 from pipeline.losses import class_loss, get_loss
 from pipeline.metrics.features import FeatureNetworkError
@@ -676,6 +676,7 @@ def main(argv: list[str] | None = None) -> int:
         evaluation = EvalSettings(load_config("score", args.params), Path(args.cache),
                                   Path(args.best) if args.best else Path(args.out).with_name("best.pt"))
         ds = load_dataset(args.data)
+        require_competition_size(ds, args.data, "training (every model generates 64x64 images)")
         # before any training: a checkpoint path that cannot be written would otherwise lose the whole run
         ensure_writable(args.out)
         rt = setup_runtime(cfg.precision, cfg.channels_last, args.device)

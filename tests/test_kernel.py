@@ -460,3 +460,8 @@ def test_loss_log_stands_in_for_dvclive(capsys):
     png = kr.losses_png(log.rows, "test")
     assert png is not None and png.startswith(b"\x89PNG")
     assert kr.losses_png({}, "none") is None
+
+
+def test_a_kernel_for_another_image_size_does_not_build():
+    with pytest.raises(ConfigError, match="prepare.size: 32; the kernel trains and submits 64x64"):
+        kn.kernel_params(tiny_params(prepare={"size": 32}))

@@ -287,6 +287,14 @@ def test_missing_checkpoint_and_wrong_config_exit_2(run, tmp_path, capsys):
     assert "score.frechet: 'svd' is not allowed; choose one of sqrtm, eigh" in capsys.readouterr().err
 
 
+def test_a_reference_of_another_size_is_refused(run, tmp_path, capsys):
+    small = Dataset(np.zeros((8, 32, 32, 3), np.uint8), np.zeros(8, np.int64), np.array(["a"]), np.array(["x"] * 8))
+    run.reference = tmp_path / "dogs32.npz"
+    save_dataset(run.reference, small)
+    assert run(write_zip(tmp_path / "images.zip", pictures(N_GEN, 1))) == 2
+    assert "holds 32x32 crops, but the score" in capsys.readouterr().err and not run.metrics.exists()
+
+
 # ------------------------------------------------------------------------------------------- leaderboard
 
 

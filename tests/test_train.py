@@ -163,6 +163,14 @@ def test_resume_with_other_params_is_refused(tmp_path):
         run_train(tmp_path, cfg_for("dcgan", epochs=0.2, aux_class_weight=1.0), resume=True)
 
 
+def test_train_refuses_crops_of_another_size(tmp_path, capsys):
+    ds = tiny_dataset()
+    save_dataset(tmp_path / "d32.npz", Dataset(ds.images[:, ::2, ::2].copy(), ds.labels, ds.breeds, ds.sources))
+    assert tr.main(["--data", str(tmp_path / "d32.npz"), "--out", str(tmp_path / "ck.pt"), "--device", "cpu",
+                    "--no-progress", "--set", "model=dcgan"]) == 2
+    assert "holds 32x32 crops, but training (every model generates 64x64 images)" in capsys.readouterr().err
+
+
 def test_train_refuses_an_unwritable_checkpoint_path_before_training(tmp_path, capsys):
     (tmp_path / "ck.pt").mkdir()
     data = tmp_path / "d.npz"
