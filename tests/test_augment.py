@@ -130,6 +130,30 @@ def test_channels_last_input():
     assert torch.allclose(y, diff_augment(x, "color,translation,cutout", gen(3)))
 
 
+def _spread_within(values: torch.Tensor, low: float, high: float) -> bool:
+    """All of 512 draws inside [low, high], and reaching near both ends (U(low, high), not a narrower range)."""
+    margin = 0.05 * (high - low)
+    return bool(values.min() >= low - 1e-5 and values.max() <= high + 1e-5
+                and values.min() < low + margin and values.max() > high - margin)
+
+
+def test_random_color_factors_have_diffaugments_ranges():
+    """Each sample's draw read back from a known input: brightness U(-0.5, 0.5), saturation U(0, 2),
+    contrast U(0.5, 1.5) (DiffAugment's ranges)."""
+    n = 512
+    flat = torch.zeros(n, 3, 4, 4)
+    shift = OPS["rand_brightness"](flat, gen(1))[:, 0, 0, 0]  # 0 + delta
+    assert _spread_within(shift, -0.5, 0.5)
+    red = torch.zeros(n, 3, 4, 4)
+    red[:, 0] = 1.0  # channel mean 1/3 everywhere; red's deviation 2/3, scaled by the factor
+    saturation = (OPS["rand_saturation"](red, gen(2))[:, 0, 0, 0] - 1 / 3) / (2 / 3)
+    assert _spread_within(saturation, 0.0, 2.0)
+    halves = torch.zeros(n, 3, 4, 4)
+    halves[..., :2] = 1.0  # image mean 1/2; every pixel's deviation 1/2, scaled by the factor
+    contrast = (OPS["rand_contrast"](halves, gen(3))[:, 0, 0, 0] - 0.5) / 0.5
+    assert _spread_within(contrast, 0.5, 1.5)
+
+
 def test_random_translation_shifts_within_an_eighth():
     # 16 px: shifts in [-2, 2]; a one-hot image shows where its pixel went
     x = torch.zeros(64, 1, 16, 16)

@@ -7,8 +7,14 @@ from pipeline.config import ConfigError, PrepareConfig, apply_overrides, build_c
 
 def test_defaults_follow_the_first_place_recipe():
     cfg = build_config("prepare", {})
-    assert cfg == PrepareConfig()
-    assert (cfg.size, cfg.square, cfg.min_aspect, cfg.max_aspect) == (64, "stretch", 0.25, 5.0)
+    assert (cfg.size, cfg.square, cfg.min_aspect, cfg.max_aspect, cfg.margin) == (64, "stretch", 0.25, 5.0, 0.0)
+    # COMPETITION.md's 1st place: BigGAN, z 120, BCE with label smoothing 0.1, Adam 3e-4 / 3e-4, betas (0, 0.999),
+    # batch 32, 130 epochs, EMA of G, truncation 0.8 when sampling
+    train = build_config("train", {})
+    assert (train.model, train.loss, train.label_smoothing, train.lr_g, train.lr_d, train.beta1, train.beta2,
+            train.batch_size, train.epochs, train.d_steps) == ("biggan", "bce", 0.1, 3e-4, 3e-4, 0.0, 0.999, 32, 130.0, 1)
+    assert train.model_options.z_dim == 120 and train.ema_decay > 0 and train.conditional
+    assert build_config("generate", {}).truncation == 0.8
 
 
 @pytest.mark.parametrize(

@@ -126,6 +126,10 @@ def test_inception_from_a_configured_path_gives_2048_features(empty_hub, tmp_pat
     assert net.fingerprint.startswith(F.INCEPTION_WEIGHTS_FILE)
     feats = F.extract_features(net, images(2), progress=False)
     assert feats.shape == (2, 2048) and feats.dtype == np.float32 and (feats >= 0).all()
+    # what makes the features Kaggle's: 64x64 images resized to 299 bilinearly, [0, 1] scaled to [-1, 1]
+    inception = net.module.inception
+    assert inception.resize_input and inception.normalize_input
+    assert inception.output_blocks == [3] and inception.last_needed_block == 3  # pool_3, the 2048-d block
 
 
 def test_config_choices_are_the_registered_networks():
@@ -150,7 +154,10 @@ def test_features_are_taken_in_full_float32_and_the_settings_restored():
 
     try:
         net = F.FeatureNetwork("spy", Spy(), 3, False, "spy")
-        assert F.extract_features(net, images(5), batch_size=2, progress=False).shape == (5, 3)
+        pixels = images(5)
+        feats = F.extract_features(net, pixels, batch_size=2, progress=False)
+        # the network got [B, 3, H, W] floats in [0, 1]: the spy's mean per channel is the pixels' mean / 255
+        np.testing.assert_allclose(feats, pixels.mean(axis=(1, 2)) / 255, rtol=1e-5)
         assert seen == [(False, False)] * 3
         assert torch.backends.cudnn.allow_tf32 and torch.backends.cuda.matmul.allow_tf32
     finally:

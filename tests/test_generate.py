@@ -102,6 +102,21 @@ def test_breed_option_and_unknown_breed(checkpoint, tmp_path, capsys):
     assert not (tmp_path / "x.zip").exists()
 
 
+def test_use_ema_grid_and_label_sampling_options(checkpoint, tmp_path, capsys):
+    base = ["--checkpoint", str(checkpoint), "--n", "16", "--no-progress", "--device", "cpu"]
+    zips = {}
+    for name, extra in (("ema", []), ("raw", ["--set", "use_ema=false"]), ("uniform", ["--set", "label_sampling=uniform"])):
+        out = tmp_path / f"{name}.zip"
+        assert gen.main(base + ["--out", str(out), "--grid", str(tmp_path / f"{name}-grid.png")] + extra) == 0
+        assert (tmp_path / f"{name}-grid.png").read_bytes().startswith(b"\x89PNG")  # where --grid says
+        with zipfile.ZipFile(out) as z:
+            zips[name] = [z.read(n) for n in sorted(z.namelist())]
+    assert "EMA G" in capsys.readouterr().out
+    assert zips["raw"] != zips["ema"]  # the raw G's weights differ from their moving average
+    # the fixture's two breeds are equally common: proportional and uniform draw from the same weights
+    assert zips["uniform"] == zips["ema"]
+
+
 def test_missing_checkpoint_is_a_clear_error(tmp_path, capsys):
     assert gen.main(["--checkpoint", str(tmp_path / "none.pt"), "--out", str(tmp_path / "x.zip")]) == 2
     assert "no checkpoint here" in capsys.readouterr().err

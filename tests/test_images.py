@@ -119,7 +119,17 @@ def test_resize_is_antialiased():
 
 def test_grid_has_one_tile_per_image():
     images = np.zeros((10, 64, 64, 3), np.uint8)
+    images[:, :, :, 0] = (np.arange(10) * 20 + 10)[:, None, None]  # tile i has red level 10 + 20 i
     grid = image_grid(images, [f"b{i}" for i in range(10)], columns=4, zoom=2)
     tiles_x = 4
     assert grid.width == tiles_x * (128 + 4) + 4
     assert grid.height == 3 * (128 + 14 + 4) + 4
+    pixels = np.asarray(grid)
+    for i in range(12):  # row by row, 4 per row; 128 x 128 tiles, 4 px apart, 14 px of caption below each
+        r, c = divmod(i, 4)
+        y, x = 4 + r * (128 + 14 + 4), 4 + c * (128 + 4)
+        tile = pixels[y:y + 128, x:x + 128]
+        if i < 10:
+            assert (tile[..., 0] == 10 + 20 * i).all() and (tile[..., 1:] == 0).all()
+        else:  # the two places after the last image stay white
+            assert (tile == 255).all()

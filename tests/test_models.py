@@ -224,6 +224,7 @@ def test_distributed_data_parallel(name, tmp_path):
         ddp_d = nn.parallel.DistributedDataParallel(D, find_unused_parameters=unused)  # buffers broadcast, the default
         opt = torch.optim.Adam(ddp_d.parameters(), lr=1e-3)
         z, y = inputs(G, 2, N_CLASSES)
+        before = {k: v.detach().clone() for k, v in D.named_parameters()}
         for _ in range(2):
             with torch.no_grad():
                 fake = G(z, y)
@@ -233,7 +234,13 @@ def test_distributed_data_parallel(name, tmp_path):
             opt.zero_grad()
             F.softplus(logits).mean().backward()
             opt.step()
-        copy.deepcopy(D)
+        # (ProGAN's layers of later stages idle: DDP hands them zero gradients, and Adam leaves them as they were)
+        grads = {k: v.grad for k, v in D.named_parameters() if v.grad is not None}
+        assert grads and all(torch.isfinite(g).all() for g in grads.values())
+        trained = [k for k, g in grads.items() if g.abs().sum() > 0]
+        assert trained and all(not torch.equal(before[k], D.get_parameter(k)) for k in trained)  # updates reached D
+        twin = copy.deepcopy(D)
+        assert all(torch.equal(a, b) for a, b in zip(twin.state_dict().values(), D.state_dict().values()))
     finally:
         dist.destroy_process_group()
 

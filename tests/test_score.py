@@ -129,6 +129,19 @@ def test_end_to_end_with_the_standin_network(run, tmp_path, capsys):
     assert f"by {M.EIGH_FALLBACK}" in capsys.readouterr().out
 
 
+def test_score_eps_is_the_memorization_threshold(run, tmp_path, capsys):
+    """score.eps at the stage: the same images, a threshold above their distance d: a memorizer, MiFID FID / d."""
+    sub = write_zip(tmp_path / "images.zip", pictures(N_GEN, 1))
+    assert run(sub) == 0
+    d = run.result()["distance"]
+    assert 0.1 <= d < 1.0
+    assert run(sub, "--set", "score.eps=1.0") == 0
+    result = run.result()
+    assert result["eps"] == 1.0 and result["memorizer"] is True and result["distance"] == d
+    assert result["distance_thresholded"] == d and result["mifid"] == pytest.approx(result["fid"] / d)
+    assert "WARNING: memorizer" in capsys.readouterr().err and run.rows()[1]["memorizer"] == "true"
+
+
 def test_verbose_reports_each_step_cold_then_warm(run, tmp_path, capsys):
     sub = write_zip(tmp_path / "images.zip", pictures(N_GEN, 1))
 

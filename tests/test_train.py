@@ -225,6 +225,37 @@ def test_resume_after_a_kill_reaches_the_same_step_count(tmp_path):
     assert load_checkpoint(tmp_path / "ck.pt")["step"] == 240
 
 
+def _same_state(a, b) -> bool:
+    """Nested state dicts (tensors, numbers, lists, dicts) equal value for value."""
+    if isinstance(a, torch.Tensor):
+        return isinstance(b, torch.Tensor) and torch.equal(a, b)
+    if isinstance(a, dict):
+        return isinstance(b, dict) and a.keys() == b.keys() and all(_same_state(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return isinstance(b, (list, tuple)) and len(a) == len(b) and all(map(_same_state, a, b))
+    return a == b
+
+
+@pytest.mark.parametrize("model", ["dcgan", "biggan"])
+def test_resume_restores_every_weight_and_optimizer_state(tmp_path, model):
+    """--resume must continue the run that was saved, not a fresh model at the saved step: G, D, G_ema and
+    both Adam states come back exactly as the checkpoint holds them (and differ from a fresh start)."""
+    cfg = cfg_for(model, epochs=0.5, cosine_restart_epochs=1.0)
+    run_train(tmp_path, cfg)
+    ck = load_checkpoint(tmp_path / "ck.pt")
+    rt = setup_runtime(cfg.precision, cfg.channels_last, "cpu")
+    ds = tiny_dataset()
+    fresh = tr.build_parts(cfg, len(ds.breeds), rt, steps_per_epoch=len(ds) / cfg.batch_size)
+    assert not _same_state(fresh.G.state_dict(), ck["G"])  # else the test could not tell
+    step, _ = tr._resume(tmp_path / "ck.pt", fresh, cfg, [str(b) for b in ds.breeds])
+    assert step == ck["step"] > 0
+    assert _same_state(fresh.G.state_dict(), ck["G"]) and _same_state(fresh.D.state_dict(), ck["D"])
+    assert _same_state(fresh.G_ema.state_dict(), ck["G_ema"])
+    assert _same_state(fresh.opt_g.state_dict(), ck["opt_g"]) and _same_state(fresh.opt_d.state_dict(), ck["opt_d"])
+    assert fresh.opt_g.state_dict()["state"]  # Adam's moments, not an empty state
+    assert _same_state(fresh.sched_g.state_dict(), ck["extra"]["sched_g"])
+
+
 def test_cli_reports_bad_params(tmp_path):
     save_dataset(tmp_path / "d.npz", tiny_dataset())
     _write_params(tmp_path, model="stylegan")
@@ -288,6 +319,87 @@ def test_g_step_runs_d_on_real_images_only_for_relativistic_losses(model, loss_n
     out = tr.train_step(parts, tr.DeviceData(tiny_dataset(), rt.device, 0), cfg, rt)
     assert len(calls) == d_passes  # D step (real + fake in one pass), G step on fakes (+ reals for rals)
     assert all(torch.isfinite(v) for v in out.values())
+
+
+def test_d_steps_sets_the_discriminator_updates_per_generator_update():
+    cfg = cfg_for("dcgan", d_steps=3)
+    rt = setup_runtime("fp32", False, "cpu")
+    parts = tr.build_parts(cfg, 2, rt, steps_per_epoch=6)
+    passes, d_updates, g_updates = [], [], []
+    parts.D.register_forward_hook(lambda module, args, out: passes.append(args[0].shape[0]))
+    parts.opt_d.register_step_post_hook(lambda *a: d_updates.append(1))
+    parts.opt_g.register_step_post_hook(lambda *a: g_updates.append(1))
+    tr.train_step(parts, tr.DeviceData(tiny_dataset(), rt.device, 0), cfg, rt)
+    # three D steps, each one pass over 8 real + 8 fake images; then one G step, D judging 8 fakes
+    assert passes == [16, 16, 16, 8] and len(d_updates) == 3 and len(g_updates) == 1
+
+
+def test_diffaugment_sees_every_image_d_judges(monkeypatch):
+    cfg = cfg_for("dcgan", augment="color,translation")
+    rt = setup_runtime("fp32", False, "cpu")
+    parts = tr.build_parts(cfg, 2, rt, steps_per_epoch=6)
+    seen = []
+    monkeypatch.setattr(tr, "diff_augment", lambda x, policy: seen.append((x.shape[0], policy)) or x)
+    tr.train_step(parts, tr.DeviceData(tiny_dataset(), rt.device, 0), cfg, rt)
+    assert seen == [(16, "color,translation"), (8, "color,translation")]  # D step (real + fake), G step (fake)
+    seen.clear()
+    tr.train_step(parts, tr.DeviceData(tiny_dataset(), rt.device, 0), cfg_for("dcgan"), rt)
+    assert seen == []  # no policy: no call
+
+
+def test_the_auxiliary_class_loss_enters_both_losses_with_its_weight(monkeypatch):
+    """With the class loss replaced by a constant c (no gradient: D's update is the same), each loss grows by
+    exactly aux_class_weight x c."""
+    cfg = cfg_for("dcgan", aux_class_weight=0.5)
+    rt = setup_runtime("fp32", False, "cpu")
+    losses = {}
+    for c in (0.0, 2.0):
+        torch.manual_seed(0)
+        parts = tr.build_parts(cfg, 2, rt, steps_per_epoch=6)
+        assert parts.aux
+        monkeypatch.setattr(tr, "class_loss", lambda logits, y, c=c: torch.tensor(c))
+        torch.manual_seed(1)
+        losses[c] = tr.train_step(parts, tr.DeviceData(tiny_dataset(), rt.device, 0), cfg, rt)
+    assert float(losses[2.0]["loss_d"] - losses[0.0]["loss_d"]) == pytest.approx(1.0, abs=1e-5)
+    assert float(losses[2.0]["loss_g"] - losses[0.0]["loss_g"]) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_cosine_warm_restarts_follow_the_schedule():
+    # period = cosine_restart_epochs x steps per epoch = 4 steps; lr = base x (1 + cos(pi t / 4)) / 2
+    cfg = cfg_for("dcgan", cosine_restart_epochs=1.0, lr_g=0.002, lr_d=0.001)
+    rt = setup_runtime("fp32", False, "cpu")
+    parts = tr.build_parts(cfg, 2, rt, steps_per_epoch=4)
+    seen = []
+    for _ in range(5):
+        seen.append((parts.opt_g.param_groups[0]["lr"], parts.opt_d.param_groups[0]["lr"]))
+        parts.opt_g.step(), parts.opt_d.step()  # (no gradients: only the schedule moves)
+        parts.sched_g.step(), parts.sched_d.step()
+    expected = [0.002, 0.002 * (1 + math.cos(math.pi / 4)) / 2, 0.001, 0.002 * (1 + math.cos(3 * math.pi / 4)) / 2,
+                0.002]  # back to the base rate after one period
+    assert [g for g, _ in seen] == pytest.approx(expected)
+    assert [d for _, d in seen] == pytest.approx([x / 2 for x in expected])
+
+
+def test_real_noise_is_uniform_within_its_amplitude():
+    rt = setup_runtime("fp32", False, "cpu")
+    data = tr.DeviceData(tiny_dataset(), rt.device, 0)
+    clean, _ = tr.real_batch(tr.DeviceData(tiny_dataset(), rt.device, 0), cfg_for("dcgan", hflip=False), rt)
+    noisy, _ = tr.real_batch(data, cfg_for("dcgan", hflip=False, real_noise=0.1), rt)
+    diff = noisy - clean
+    assert float(diff.abs().max()) <= 0.1 + 1e-6 and float(diff.abs().max()) > 0.09
+    assert abs(float(diff.mean())) < 0.01  # centred
+
+
+@pytest.mark.parametrize("model", ["dcgan", "progan", "biggan"])
+def test_unconditional_training_takes_no_labels(model):
+    cfg = cfg_for(model, conditional=False)
+    rt = setup_runtime("fp32", False, "cpu")
+    parts = tr.build_parts(cfg, 2, rt, steps_per_epoch=6)
+    assert parts.n_classes == 0
+    labels = []
+    parts.G.register_forward_pre_hook(lambda module, args: labels.append(args[1]))
+    out = tr.train_step(parts, tr.DeviceData(tiny_dataset(), rt.device, 0), cfg, rt)
+    assert labels == [None, None] and all(torch.isfinite(v) for v in out.values())
 
 
 def test_train_step_computes_g_spectral_norms_once_and_uses_fused_adam(monkeypatch):

@@ -68,6 +68,22 @@ def test_resume_keeps_the_best_so_far(tmp_path):
     assert load_checkpoint(tmp_path / "best.pt")["step"] == second["best_step"] in (3, 6)
 
 
+@pytest.mark.parametrize("planted, best_step", [(0.0, 3), (float("inf"), 6)])
+def test_resume_compares_with_the_saved_best(tmp_path, planted, best_step):
+    """The best-so-far comes back from the checkpoint: a saved best of MiFID 0 cannot be beaten at step 6
+    (best.pt stays the step-3 one), a saved best of infinity always is."""
+    run_train(tmp_path, cfg_for("dcgan", epochs=0.5, eval_every=3, eval_images=32), evaluation=settings(tmp_path))
+    ck = torch.load(tmp_path / "ck.pt", weights_only=True)
+    ck["extra"]["eval"]["best_mifid"] = planted
+    torch.save(ck, tmp_path / "ck.pt")
+    before = (tmp_path / "best.pt").read_bytes()
+    second = run_train(tmp_path, cfg_for("dcgan", epochs=1.0, eval_every=3, eval_images=32),
+                       evaluation=settings(tmp_path), resume=True)
+    assert second["best_step"] == best_step and load_checkpoint(tmp_path / "best.pt")["step"] == best_step
+    if best_step == 3:
+        assert second["best_mifid"] == 0.0 and (tmp_path / "best.pt").read_bytes() == before
+
+
 @pytest.mark.parametrize("values, message", [
     ({"eval_every": -1}, "train.eval_every: -1 is out of range; it must be at least 0"),
     ({"eval_images": 1}, "train.eval_images: 1 is out of range; it must be between 2 and 100000"),

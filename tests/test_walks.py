@@ -16,12 +16,28 @@ from tests.test_train import TINY, cfg_for, run_train
 
 def test_slerp_ends_are_exact_and_the_middle_keeps_the_norm():
     a = torch.tensor([[3.0, 0.0], [1.0, 1.0]])
-    b = torch.tensor([[0.0, 3.0], [2.0, 2.0]])  # orthogonal; parallel (lerp fallback)
+    b = torch.tensor([[0.0, 3.0], [2.0, 2.0]])  # orthogonal; nearly parallel (slerp and lerp agree there)
     assert torch.equal(W.slerp(a, b, 0.0), a) and torch.equal(W.slerp(a, b, 1.0), b)
     mid = W.slerp(a, b, 0.5)
     assert torch.allclose(mid[0], torch.tensor([3 / math.sqrt(2), 3 / math.sqrt(2)]))  # on the circle, radius 3
     assert float(W.lerp(a, b, 0.5)[0].norm()) == pytest.approx(3 / math.sqrt(2))  # lerp cuts the corner
-    assert torch.allclose(mid[1], torch.tensor([1.5, 1.5]))  # parallel rows: lerp
+    assert torch.allclose(mid[1], torch.tensor([1.5, 1.5]))
+
+
+def test_slerp_turns_at_a_constant_rate_and_scales_the_norm_linearly():
+    # a quarter of the way from 0 to 90 degrees: 22.5 degrees, radius 3
+    quarter = W.slerp(torch.tensor([[3.0, 0.0]]), torch.tensor([[0.0, 3.0]]), 0.25)[0]
+    assert torch.allclose(quarter, 3 * torch.tensor([math.cos(math.pi / 8), math.sin(math.pi / 8)]))
+    # norms 2 and 4: a third of the way is 30 degrees at norm 2 + (4 - 2) / 3 = 8/3
+    third = W.slerp(torch.tensor([[2.0, 0.0]]), torch.tensor([[0.0, 4.0]]), 1 / 3)[0]
+    assert torch.allclose(third, 8 / 3 * torch.tensor([math.cos(math.pi / 6), math.sin(math.pi / 6)]))
+
+
+def test_slerp_of_exactly_parallel_rows_is_lerp():
+    # the angle is 0, so the great-circle formula would divide 0 by 0: the fallback gives the straight line
+    a, b = torch.tensor([[1.0, 2.0, 3.0]]), torch.tensor([[3.0, 6.0, 9.0]])
+    assert torch.allclose(W.slerp(a, b, 0.5), torch.tensor([[2.0, 4.0, 6.0]]))
+    assert torch.allclose(W.slerp(a, -b, 0.25), W.lerp(a, -b, 0.25))  # antiparallel too
 
 
 def test_walk_path_frames_and_keys():
