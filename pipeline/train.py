@@ -432,7 +432,31 @@ def make_evaluator(ds: Dataset, cfg: TrainConfig, settings: EvalSettings, z_dim:
     return Evaluator(network, stats, settings.score, cfg.eval_images, z_dim, counts, seed=cfg.seed + 7919)
 
 
-def _checkpoint(path: Path, p: Parts, cfg: TrainConfig, step: int, steps: int, breeds: list[str],
+def rng_states(data: DeviceData) -> dict:
+    """The generators a step draws from besides torch's CPU one (which the checkpoint keeps itself): the data
+    set's (batches, fake labels) and, on a GPU, the device's (latents, real_noise, DiffAugment). Kept in the
+    checkpoint so that --resume continues the same random streams instead of replaying them from the start."""
+    cuda = data.device.type == "cuda"
+    return {"data": data.generator.get_state(), "cuda": torch.cuda.get_rng_state(data.device) if cuda else None}
+
+
+def restore_rng(ck: dict, data: DeviceData, cfg: TrainConfig, rt: Runtime, step: int) -> None:
+    """Put back the random streams of checkpoint ``ck`` (see :func:`rng_states`). One process: exactly, so a
+    resumed run draws what the uninterrupted run would have. Several: the checkpoint holds rank 0's streams
+    only, so each rank starts new ones, distinct per rank and step (no replay of the first steps' batches)."""
+    rng = ck["extra"].get("rng")
+    if rt.world_size == 1 and rng is not None:
+        torch.set_rng_state(ck["rng_cpu"])
+        data.generator.set_state(rng["data"])
+        if rng["cuda"] is not None and data.device.type == "cuda":
+            torch.cuda.set_rng_state(rng["cuda"], data.device)
+        return
+    seed = ((cfg.seed * 1_000_003 + step) * 1000 + rt.rank) % 2**63
+    torch.manual_seed(seed)
+    data.generator.manual_seed(seed)
+
+
+def _checkpoint(path: Path, p: Parts, cfg: TrainConfig, data: DeviceData, step: int, steps: int, breeds: list[str],
                 label_counts: list[int], evaluation: dict | None = None) -> None:
     save_checkpoint(
         path, G=p.G, D=p.D, G_ema=p.G_ema, opt_g=p.opt_g, opt_d=p.opt_d, step=step, total_steps=steps,
@@ -441,11 +465,12 @@ def _checkpoint(path: Path, p: Parts, cfg: TrainConfig, step: int, steps: int, b
         extra={"label_counts": label_counts,  # so generate can draw breeds as often as training saw them
                "sched_g": p.sched_g.state_dict() if p.sched_g else None,
                "sched_d": p.sched_d.state_dict() if p.sched_d else None,
-               "eval": evaluation},  # in-training MiFID: this step's and the best so far (None: off)
+               "eval": evaluation,  # in-training MiFID: this step's and the best so far (None: off)
+               "rng": rng_states(data)},
     )
 
 
-def _evaluate(ev: Evaluator, p: Parts, cfg: TrainConfig, step: int, steps: int, breeds: list[str],
+def _evaluate(ev: Evaluator, p: Parts, cfg: TrainConfig, data: DeviceData, step: int, steps: int, breeds: list[str],
               label_counts: list[int], live, best_out: Path, device: torch.device) -> dict:
     """Score the EMA generator, log it, and write the best checkpoint when it is the best so far."""
     metrics = ev.run(p.G_ema or unwrap(p.G), step, device)
@@ -454,7 +479,7 @@ def _evaluate(ev: Evaluator, p: Parts, cfg: TrainConfig, step: int, steps: int, 
         for key in ("fid", "distance", "mifid"):
             live.log_metric(f"eval/{key}", metrics[key])
     if metrics["best"]:
-        _checkpoint(best_out, p, cfg, step, steps, breeds, label_counts,
+        _checkpoint(best_out, p, cfg, data, step, steps, breeds, label_counts,
                     {"step": step, "mifid": metrics["mifid"], "fid": metrics["fid"], "distance": metrics["distance"],
                      **ev.state()})
     return metrics
@@ -470,7 +495,7 @@ def _eval_record(ev: Evaluator | None, last: dict | None, step: int) -> dict | N
     return record
 
 
-def _resume(path: Path, p: Parts, cfg: TrainConfig, breeds: list[str]) -> tuple[int, dict]:
+def _resume(path: Path, p: Parts, cfg: TrainConfig, breeds: list[str], data: DeviceData, rt: Runtime) -> tuple[int, dict]:
     """Load the state of ``path`` into ``p``; returns the step it reached and the checkpoint's ``extra``."""
     ck = load_checkpoint(path, map_location="cpu")
     if ck["model"] != cfg.model or ck["n_classes"] != p.n_classes:
@@ -508,6 +533,7 @@ def _resume(path: Path, p: Parts, cfg: TrainConfig, breeds: list[str]) -> tuple[
     for name, s in (("sched_g", p.sched_g), ("sched_d", p.sched_d)):
         if s is not None and ck["extra"].get(name):
             s.load_state_dict(ck["extra"][name])
+    restore_rng(ck, data, cfg, rt, int(ck["step"]))
     return int(ck["step"]), ck["extra"]
 
 
@@ -545,7 +571,7 @@ def train(
         print(f"warning: {warning}", file=sys.stderr)
     step, extra = 0, {}
     if resume and out.exists():
-        step, extra = _resume(out, p, cfg, breeds)
+        step, extra = _resume(out, p, cfg, breeds, data, rt)
         if rt.is_main:
             print(f"resuming from {out} at step {step} of {steps}")
     ev = None
@@ -598,7 +624,7 @@ def train(
                     live.log_image("samples.png", picture)
             if ev is not None and (step % cfg.eval_every == 0 or step == steps):
                 t_ev = time.monotonic()
-                last_eval = _evaluate(ev, p, cfg, step, steps, breeds, label_counts, live, evaluation.best_out,
+                last_eval = _evaluate(ev, p, cfg, data, step, steps, breeds, label_counts, live, evaluation.best_out,
                                       rt.device)
                 eval_time = time.monotonic() - t_ev
                 eval_total += eval_time
@@ -607,13 +633,13 @@ def train(
                           f"{eval_time:.1f} s")
             if rt.is_main and step % cfg.checkpoint_every == 0 and step < steps:
                 t_ck = time.monotonic()
-                _checkpoint(out, p, cfg, step, steps, breeds, label_counts, _eval_record(ev, last_eval, step))
+                _checkpoint(out, p, cfg, data, step, steps, breeds, label_counts, _eval_record(ev, last_eval, step))
                 checkpoint_time = time.monotonic() - t_ck
     finally:
         bar.close()
     set_progress(p, min(1.0, step / steps))
     if rt.is_main:
-        _checkpoint(out, p, cfg, step, steps, breeds, label_counts, _eval_record(ev, last_eval, step))
+        _checkpoint(out, p, cfg, data, step, steps, breeds, label_counts, _eval_record(ev, last_eval, step))
         if samples_dir and (step % cfg.sample_every != 0):
             save_png(sample_path(samples_dir, step), grid.render(p.G_ema or unwrap(p.G), f"{cfg.model} step {step}"))
         if samples_dir:

@@ -247,13 +247,46 @@ def test_resume_restores_every_weight_and_optimizer_state(tmp_path, model):
     ds = tiny_dataset()
     fresh = tr.build_parts(cfg, len(ds.breeds), rt, steps_per_epoch=len(ds) / cfg.batch_size)
     assert not _same_state(fresh.G.state_dict(), ck["G"])  # else the test could not tell
-    step, _ = tr._resume(tmp_path / "ck.pt", fresh, cfg, [str(b) for b in ds.breeds])
+    data = tr.DeviceData(ds, rt.device, seed=0)
+    step, _ = tr._resume(tmp_path / "ck.pt", fresh, cfg, [str(b) for b in ds.breeds], data, rt)
     assert step == ck["step"] > 0
     assert _same_state(fresh.G.state_dict(), ck["G"]) and _same_state(fresh.D.state_dict(), ck["D"])
     assert _same_state(fresh.G_ema.state_dict(), ck["G_ema"])
     assert _same_state(fresh.opt_g.state_dict(), ck["opt_g"]) and _same_state(fresh.opt_d.state_dict(), ck["opt_d"])
     assert fresh.opt_g.state_dict()["state"]  # Adam's moments, not an empty state
     assert _same_state(fresh.sched_g.state_dict(), ck["extra"]["sched_g"])
+
+
+@pytest.mark.parametrize("model", ["dcgan", "biggan"])
+def test_a_resumed_run_ends_exactly_where_the_uninterrupted_one_does(tmp_path, model):
+    """3 steps, then --resume to 6, gives the weights of 6 steps in one go, bit for bit: the checkpoint carries
+    the random streams (batches, fake labels, latents, DiffAugment) along with the weights and Adam's state."""
+    options = dict(model=model, augment="color,translation,cutout", cosine_restart_epochs=0.5)
+    (tmp_path / "one").mkdir(), (tmp_path / "two").mkdir()
+    run_train(tmp_path / "one", cfg_for(epochs=1.0, **options))  # 6 steps
+    run_train(tmp_path / "two", cfg_for(epochs=0.5, **options))  # 3 steps ...
+    torch.manual_seed(12345)  # ... whatever the process did in between
+    run_train(tmp_path / "two", cfg_for(epochs=1.0, **options), resume=True)  # ... and 3 more
+    one, two = load_checkpoint(tmp_path / "one" / "ck.pt"), load_checkpoint(tmp_path / "two" / "ck.pt")
+    assert one["step"] == two["step"] == 6
+    for key in ("G", "D", "G_ema", "opt_g", "opt_d"):
+        assert _same_state(one[key], two[key]), key
+
+
+def test_several_processes_resume_on_new_streams_per_rank_and_step(tmp_path):
+    """Under DDP the checkpoint holds rank 0's generators only: restoring them on every rank would give all
+    ranks the same batches, so each rank gets a stream of its own, new at each resumed step."""
+    from types import SimpleNamespace
+
+    run_train(tmp_path, cfg_for("dcgan", epochs=0.5))
+    ck, cfg = load_checkpoint(tmp_path / "ck.pt"), cfg_for("dcgan")
+    draws = {}
+    for rank, step in ((0, 3), (1, 3), (0, 4)):
+        data = tr.DeviceData(tiny_dataset(), torch.device("cpu"), seed=0)
+        tr.restore_rng(ck, data, cfg, SimpleNamespace(world_size=2, rank=rank), step)
+        draws[rank, step] = (data.random_labels(32).tolist(), torch.rand(4).tolist())
+    fresh = tr.DeviceData(tiny_dataset(), torch.device("cpu"), seed=0).random_labels(32).tolist()
+    assert len({str(v) for v in draws.values()}) == 3 and all(v[0] != fresh for v in draws.values())
 
 
 def test_cli_reports_bad_params(tmp_path):
