@@ -273,7 +273,7 @@ def summary(metrics: dict, rank: str | None) -> str:
     if metrics["comparable_to_kaggle"]:
         best, median = leaderboard.public_board_summary()
         lines.append(f"  on Kaggle's 2019 public board it {rank} (497 real generative models: best {best:.2f}, "
-                     f"median {median:.1f}; local reference photos differ, so only roughly)")
+                     f"median {median:.1f}; the reference here is the prepared crops, not Kaggle's whole photos, so only roughly)")
     else:
         lines.append(f"  NOTE: {NOT_COMPARABLE_NOTE}")
     return "\n".join(lines)

@@ -12,8 +12,8 @@ Two networks are registered:
     are looked up, in this order, at the configured path (``score.inception_weights``), at
     ``$FID_WEIGHTS``, and in the torch hub cache (``torch.hub.get_dir()/checkpoints/``); only when
     none holds them is a download tried, with a short timeout, and a missing file is an error that
-    says where to put it. Its numbers are comparable (roughly: other reference photos) to Kaggle's
-    public board.
+    says where to put it. Its numbers are comparable to Kaggle's public board, roughly: the reference here
+    is the prepared crops, not the whole photos (README, "How close to Kaggle's scorer").
 
 ``standin``
     A small convolutional net with fixed random weights (drawn from a fixed seed with numpy's PCG64,

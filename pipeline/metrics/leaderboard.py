@@ -178,7 +178,8 @@ def render_markdown(rows: list[dict[str, str]]) -> str:
         "",
         f"MiFID of every scored submission, lower is better. Only rows scored with the `inception` network "
         f"can be set beside Kaggle's 2019 public board (497 real generative models: best {best:.2f}, median "
-        f"{median:.1f}), and even those only roughly (other reference photos). `standin` rows are NOT "
+        f"{median:.1f}), and even those only roughly (the reference is the prepared crops, not Kaggle's whole "
+        "photos: see the README, \"How close to Kaggle's scorer\"). `standin` rows are NOT "
         "comparable to Kaggle's numbers, only to each other. Regenerated from leaderboard.csv by each score run.",
         "",
         "| # | MiFID | FID | distance d | network | 2019 public board | model | params | n | time |",
