@@ -32,6 +32,7 @@ from pipeline.errors import error_text
 from pipeline.files import atomic_path
 from pipeline.images import codec_threads, image_grid, png_bytes, save_gif, save_png
 from pipeline.metrics.phases import Phases, record, run_phases
+from pipeline.models import to_pixels
 from pipeline.models.layers import cached_spectral_norms
 from pipeline.runtime import pick_device
 from pipeline.walks import plan_walks, render_walk
@@ -120,16 +121,17 @@ def generate_images(G: torch.nn.Module, n: int, z_dim: int, weights: np.ndarray 
                 z = z_all[start:start + batch_size].to(device)
                 y = y_all[start:start + batch_size].to(device) if y_all is not None else None
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-                    images = G(z, y).float().clamp(-1, 1)
-                pixels = ((images + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+                    images = G(z, y)
+                pixels = to_pixels(images)
             bar.update(len(pixels))
             yield pixels
 
 
 def write_zip(path: Path, batches, n: int, phases: Phases | None = None) -> np.ndarray:
-    """Write every image of ``batches`` as ``NNNNN.png`` into the zip at ``path`` (atomically).
+    """Write every image of ``batches`` (uint8 [B, 64, 64, 3] arrays, ``n`` images in all) as ``NNNNN.png``
+    into the zip at ``path`` (atomically).
 
-    Returns the first (up to) 64 images for the grid. PNGs are already compressed, so they are stored.
+    Returns the first (up to) 64 images for the grid, uint8 [<=64, 64, 64, 3]. PNGs are already compressed, so they are stored.
     A batch's PNGs are encoded on threads (see codec_threads) while the next batch is generated: on a GPU
     the generator and the host's encoding then overlap instead of taking turns. ``phases``: where the time
     goes (waiting for the encoder threads, writing the zip; None: not recorded).

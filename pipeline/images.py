@@ -107,7 +107,7 @@ def png_bytes(image: np.ndarray | Image.Image) -> bytes:
     return buf.getvalue()
 
 
-def _font(size: int) -> ImageFont.ImageFont:
+def font(size: int) -> ImageFont.ImageFont:
     try:
         return ImageFont.load_default(size=size)
     except TypeError:  # Pillow < 10.1 has only the fixed bitmap font
@@ -130,7 +130,7 @@ def image_grid(
     pad = 4
     grid = Image.new("RGB", (columns * (tw + pad) + pad, title_h + rows * (th + cap_h + pad) + pad), (255, 255, 255))
     draw = ImageDraw.Draw(grid)
-    small, big = _font(10), _font(14)
+    small, big = font(10), font(14)
     if title:
         draw.text((pad, 3), title, fill=(0, 0, 0), font=big)
     for i in range(n):

@@ -39,6 +39,7 @@ from pipeline.images import image_grid, png_bytes
 from pipeline.metrics.features import FeatureNetwork, FeatureNetworkError, load_network
 from pipeline.metrics.mifid import (EPS_PRIVATE, EPS_PUBLIC, feature_statistics, frechet_distance_by, mean_distance,
                                    memorization_neighbours_to, mifid_result)
+from pipeline.models import to_pixels
 from pipeline.runtime import pick_device
 from pipeline.score import (NOT_COMPARABLE_NOTE, ReferenceStats, read_zip_images, reference_statistics,
                             submission_features)
@@ -107,8 +108,9 @@ def verdict(metrics: dict) -> tuple[str, str]:
                 f"{metrics['mifid']:.4g}.")
     n = metrics["n_images"]
     public, private = metrics["below_public"], metrics["below_private"]
-    text += (f" {public} of {n} images ({100 * public / n:.1f}%) lie closer than 0.1 (public eps) to a training crop, "
-             f"{private} ({100 * private / n:.1f}%) closer than 0.25 (private eps); the closest are shown below.")
+    text += (f" {public} of {n} images ({100 * public / n:.1f}%) lie closer than {EPS_PUBLIC} (public eps) to a "
+             f"training crop, {private} ({100 * private / n:.1f}%) closer than {EPS_PRIVATE} (private eps); the closest "
+             "are shown below.")
     if not metrics["comparable_to_kaggle"]:
         text += f" Note: {NOT_COMPARABLE_NOTE}."
     return headline, text
@@ -138,7 +140,7 @@ def histogram_png(distances: np.ndarray, metrics: dict, width_in: float = 7.0) -
     fig, ax = plt.subplots(figsize=(width_in, 3.0), dpi=90)
     top = max(0.3, float(d.max()) * 1.05) if len(d) else 1.0
     ax.hist(d, bins=60, range=(0.0, top), color="#4a78b5")
-    marks = ((EPS_PUBLIC, "eps 0.1 (public)", "#d62728"), (EPS_PRIVATE, "eps 0.25 (private)", "#ff7f0e"),
+    marks = ((EPS_PUBLIC, f"eps {EPS_PUBLIC} (public)", "#d62728"), (EPS_PRIVATE, f"eps {EPS_PRIVATE} (private)", "#ff7f0e"),
              (metrics["distance"], f"d = {metrics['distance']:.3f} (mean)", "black"))
     for x, label, colour in marks:
         ax.axvline(x, color=colour, linestyle="--" if colour != "black" else "-", linewidth=1.5, label=label)
@@ -156,20 +158,20 @@ def summary_png(metrics: dict, histogram: bytes, pairs) -> bytes:
     """Verdict, histogram and closest pairs in one PNG."""
     from PIL import Image, ImageDraw
 
-    from pipeline.images import _font
+    from pipeline.images import font
 
     hist = Image.open(io.BytesIO(histogram)).convert("RGB")
     width = max(hist.width, pairs.width) + 20
-    lines = _wrap(": ".join(verdict(metrics)), width - 20, ImageDraw.Draw(Image.new("RGB", (1, 1))), _font(13))
+    lines = _wrap(": ".join(verdict(metrics)), width - 20, ImageDraw.Draw(Image.new("RGB", (1, 1))), font(13))
     head = 10 + 18 * len(lines) + 10
     out = Image.new("RGB", (width, head + hist.height + pairs.height + 30), (255, 255, 255))
     draw = ImageDraw.Draw(out)
     colour = (190, 20, 20) if metrics["memorizer"] else (20, 120, 40)
     for k, line in enumerate(lines):
-        draw.text((10, 10 + 18 * k), line, fill=colour if k == 0 else (0, 0, 0), font=_font(13))
+        draw.text((10, 10 + 18 * k), line, fill=colour if k == 0 else (0, 0, 0), font=font(13))
     out.paste(hist, (10, head))
     caption = "closest generated images (left) beside their nearest training crop (right)"
-    draw.text((10, head + hist.height + 4), caption, fill=(0, 0, 0), font=_font(12))
+    draw.text((10, head + hist.height + 4), caption, fill=(0, 0, 0), font=font(12))
     out.paste(pairs, (10, head + hist.height + 24))
     return png_bytes(out)
 
@@ -203,8 +205,7 @@ def breed_grid(checkpoint: dict, n_breeds: int, truncation: float, seed: int = 0
     z = truncated_normal((len(breeds) * BREED_COLUMNS, G.z_dim), truncation, torch.Generator().manual_seed(seed))
     y = torch.as_tensor(np.repeat(breeds, BREED_COLUMNS))
     with torch.no_grad():
-        images = G(z.to(device), y.to(device)).float().clamp(-1, 1)
-    pixels = ((images + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+        pixels = to_pixels(G(z.to(device), y.to(device)))
     names = [str(checkpoint["breeds"][b]).replace("_", " ") for b in breeds]
     captions = [names[r] if c == 0 else "" for r in range(len(breeds)) for c in range(BREED_COLUMNS)]
     return image_grid(pixels, captions, columns=BREED_COLUMNS, zoom=1,

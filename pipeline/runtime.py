@@ -86,6 +86,8 @@ class Runtime:
         return nn.parallel.DistributedDataParallel(module, device_ids=ids, find_unused_parameters=unused)
 
     def images(self, x: torch.Tensor) -> torch.Tensor:
+        """A batch of images float [N, 3, H, W] in the memory layout the models run fastest with here
+        (channels_last on a GPU when asked for; as it is otherwise). Values are not changed."""
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
     def all_mean(self, value: float) -> float:

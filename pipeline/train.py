@@ -39,7 +39,7 @@ from pipeline.files import TMP_MARK, Dataset, ensure_writable, load_dataset, req
 from pipeline.images import even_subsample, image_grid, save_gif, save_png
 from pipeline.losses import class_loss, get_loss
 from pipeline.metrics.features import FeatureNetworkError
-from pipeline.models import build_model
+from pipeline.models import build_model, to_pixels
 from pipeline.models.layers import cached_spectral_norms
 from pipeline.runtime import Runtime, setup_runtime, unwrap
 
@@ -67,7 +67,7 @@ class DeviceData:
         return x, self.labels[idx]
 
     def random_labels(self, n: int) -> torch.Tensor:
-        """Labels drawn in proportion to the training set (for fake images)."""
+        """int64 [n] labels drawn in proportion to the training set (for fake images)."""
         idx = torch.randint(len(self.labels), (n,), device=self.device, generator=self.generator)
         return self.labels[idx]
 
@@ -172,6 +172,8 @@ def set_progress(p: Parts, fraction: float) -> None:
 
 
 def real_batch(data: DeviceData, cfg: TrainConfig, rt: Runtime) -> tuple[torch.Tensor, torch.Tensor]:
+    """A batch of real images as D sees them: float [batch_size, 3, 64, 64] in [-1, 1] (plus ``real_noise``,
+    uniform in [-real_noise, real_noise] on that scale), randomly flipped with ``hflip``; labels int64 [batch_size]."""
     x, y = data.batch(cfg.batch_size)
     if cfg.hflip:
         x = random_hflip(x)
@@ -289,9 +291,8 @@ class SampleGrid:
     def render(self, G: nn.Module, title: str):
         was_training = G.training
         G.eval()
-        images = G(self.z, self.labels).float()
+        pixels = to_pixels(G(self.z, self.labels))
         G.train(was_training)
-        pixels = ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
         return image_grid(pixels, self.captions, columns=self.columns, zoom=2, title=title)
 
 
@@ -392,8 +393,7 @@ class Evaluator:
         out = []
         for start in range(0, len(self.z), batch_size):
             y = self.y[start:start + batch_size].to(device) if self.y is not None else None
-            x = G(self.z[start:start + batch_size].to(device), y).float().clamp(-1, 1)
-            out.append(((x + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy())
+            out.append(to_pixels(G(self.z[start:start + batch_size].to(device), y)))
         G.train(was_training)
         return np.concatenate(out)
 

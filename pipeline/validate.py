@@ -38,10 +38,11 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from pipeline.files import COMPETITION_SIZE
 from pipeline.images import codec_threads
 
-EXPECTED_IMAGES = 10_000
-IMAGE_SIZE = (64, 64)  # (width, height)
+EXPECTED_IMAGES = 10_000  # the competition's count (COMPETITION.md); score.expected_images defaults to it
+IMAGE_SIZE = (COMPETITION_SIZE, COMPETITION_SIZE)  # (width, height)
 IMAGE_MODE = "RGB"
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"  # the 8 bytes every PNG file starts with (PNG spec, section 5.2)
 IEND_CHUNK = b"\x00\x00\x00\x00IEND\xaeB`\x82"  # the closing chunk, CRC included

@@ -25,6 +25,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from pipeline.models import to_pixels
+
 SLERP_PARALLEL = 1e-6  # below this sin(angle), a and b are (anti)parallel: slerp is ill-posed, use lerp
 
 
@@ -132,6 +134,5 @@ def render_walk(G: nn.Module, plan: WalkPlan, frames_per_key: int, device: torch
     for start in range(0, t * n, batch_size):
         z = z_flat[start:start + batch_size].to(device)
         y = y_flat[start:start + batch_size].to(device) if y_flat is not None else None
-        images = G(z, y).float().clamp(-1, 1)
-        out.append(((images + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy())
+        out.append(to_pixels(G(z, y)))
     return np.concatenate(out).reshape(t, n, *out[0].shape[1:])

@@ -22,7 +22,7 @@ from PIL import Image, ImageDraw
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from pipeline.images import _font, even_subsample, png_bytes  # noqa: E402
+from pipeline.images import even_subsample, font, png_bytes  # noqa: E402
 from pipeline.files import write_bytes  # noqa: E402
 from pipeline.train import sample_files  # noqa: E402
 
@@ -45,7 +45,7 @@ def labelled_rows(strips: list[Image.Image], labels: list[str], label_width: int
     y = PAD
     for strip, label in zip(strips, labels):
         out.paste(strip, (label_width, y))
-        draw.text((PAD, y + strip.height // 2 - 6), label, fill=(0, 0, 0), font=_font(11))
+        draw.text((PAD, y + strip.height // 2 - 6), label, fill=(0, 0, 0), font=font(11))
         y += strip.height + PAD
     return out
 

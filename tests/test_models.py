@@ -548,3 +548,13 @@ def test_batched_power_iteration_matches_one_layer_at_a_time():
         (alone * probe).sum().backward()
         assert torch.allclose(w, alone, atol=1e-6) and torch.allclose(sn._u, sn1._u, atol=1e-6)
         assert torch.allclose(sn._v, sn1._v, atol=1e-6) and torch.allclose(raw.grad, raw1.grad, atol=1e-5)
+
+
+def test_to_pixels_by_hand():
+    from pipeline.models import to_pixels
+
+    # (x + 1) * 127.5 rounded (half to even: 127.5 -> 128), clamped to [-1, 1] first; CHW -> HWC
+    x = torch.tensor([-1.0, -0.5, 0.0, 0.5, 1.0, 2.0, -3.0]).reshape(1, 1, 1, 7).expand(1, 3, 1, 7)
+    pixels = to_pixels(x.to(torch.bfloat16))
+    assert str(pixels.dtype) == "uint8" and pixels.shape == (1, 1, 7, 3)
+    assert pixels[0, 0, :, 0].tolist() == [0, 64, 128, 191, 255, 255, 0]

@@ -19,7 +19,16 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
+import torch
 from torch import nn
+
+
+def to_pixels(images: torch.Tensor) -> np.ndarray:
+    """G's output as pictures: float [N, 3, H, W] in [-1, 1] (clamped; any float dtype, any device) -> uint8
+    [N, H, W, 3] on the host, each value (x + 1) * 127.5 rounded to the nearest level."""
+    scaled = (images.float().clamp(-1, 1) + 1) * 127.5
+    return scaled.round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
 
 @dataclass(frozen=True)
