@@ -36,7 +36,7 @@ sys.path.insert(0, str(REPO / "bench"))
 from pipeline import train as tr  # noqa: E402
 from pipeline.config import EVAL_EVERY_GPU, build_config, read_params  # noqa: E402
 from pipeline.metrics import features as feat  # noqa: E402
-from pipeline.score import reference_statistics  # noqa: E402
+from pipeline.metrics.scoring import reference_statistics  # noqa: E402
 from pipeline.runtime import setup_runtime  # noqa: E402
 from submission_bench import network_for  # noqa: E402
 from train_bench import synthetic  # noqa: E402

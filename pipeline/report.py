@@ -41,8 +41,8 @@ from pipeline.metrics.mifid import (EPS_PRIVATE, EPS_PUBLIC, feature_statistics,
                                    memorization_neighbours_to, mifid_result)
 from pipeline.models import to_pixels
 from pipeline.runtime import pick_device
-from pipeline.score import (NOT_COMPARABLE_NOTE, ReferenceStats, read_zip_images, reference_statistics,
-                            submission_features)
+from pipeline.metrics.scoring import (NOT_COMPARABLE_NOTE, ReferenceStats, read_zip_images, reference_statistics,
+                                      submission_features)
 
 HTML_NAME = "memorization.html"
 PNG_NAME = "memorization.png"

@@ -399,7 +399,7 @@ class Evaluator:
 
     def run(self, G: nn.Module, step: int, device: torch.device) -> dict:
         """Score ``G`` at ``step``: {"fid", "distance", "mifid", ..., "seconds", "best"} (best: lowest MiFID yet)."""
-        from pipeline.score import score_images
+        from pipeline.metrics.scoring import score_images
 
         t0 = time.perf_counter()
         metrics = score_images(self.images(G, device), self.stats, self.network, self.score_cfg, device, progress=False)
@@ -421,7 +421,7 @@ def make_evaluator(ds: Dataset, cfg: TrainConfig, settings: EvalSettings, z_dim:
                    device: torch.device, progress: bool) -> Evaluator:
     """Load the feature network and the training set's reference statistics (from the cache when they match)."""
     from pipeline.metrics.features import load_network
-    from pipeline.score import reference_statistics
+    from pipeline.metrics.scoring import reference_statistics
 
     network = load_network(settings.score.network, settings.score.inception_weights)
     stats, reused = reference_statistics(ds.images, network, settings.cache_dir, settings.score.batch_size, device,

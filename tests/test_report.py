@@ -49,7 +49,7 @@ def test_a_submission_of_training_crops_is_a_memorizer_and_shows_them(tmp_path, 
 def test_analysis_of_new_images_is_no_memorizer_and_maps_indices_back(tmp_path):
     from pipeline.metrics.features import extract_features, load_network
     from pipeline.metrics.mifid import nonzero_rows, prepare_reference
-    from pipeline.score import ReferenceStats, reference_statistics
+    from pipeline.metrics.scoring import ReferenceStats, reference_statistics
 
     network = load_network("standin")
     ref_images = pictures(N_REF, 0)

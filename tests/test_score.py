@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from pipeline import score
+from pipeline.metrics import scoring
 from pipeline.files import Dataset, save_dataset
 from pipeline.images import png_bytes
 from pipeline.metrics import features as F
@@ -91,13 +92,13 @@ def run(tmp_path) -> Run:
 def reference_extractions(monkeypatch) -> list[int]:
     """Records the number of images of every feature extraction the score stage makes."""
     calls: list[int] = []
-    real = score.extract_features
+    real = scoring.extract_features
 
     def counting(network, images, *args, **kwargs):
         calls.append(len(images))
         return real(network, images, *args, **kwargs)
 
-    monkeypatch.setattr(score, "extract_features", counting)
+    monkeypatch.setattr(scoring, "extract_features", counting)
     return calls
 
 
@@ -201,48 +202,48 @@ def test_reference_cache_is_reused_and_invalidated_by_new_data(run, tmp_path, re
 def test_submission_features_are_cached_by_pixels_and_network(tmp_path, reference_extractions):
     network = F.load_network("standin")
     images = pictures(N_GEN, 1)
-    first, reused = score.submission_features(images, network, tmp_path, progress=False)
+    first, reused = scoring.submission_features(images, network, tmp_path, progress=False)
     assert not reused and reference_extractions == [N_GEN] and first.shape == (N_GEN, network.dim)
-    again, reused = score.submission_features(images, network, tmp_path, progress=False)
+    again, reused = scoring.submission_features(images, network, tmp_path, progress=False)
     assert reused and reference_extractions == [N_GEN] and np.array_equal(again, first)
     other = images.copy()
     other[0, 0, 0, 0] ^= 1  # one pixel level: other images, other key
-    _, reused = score.submission_features(other, network, tmp_path, progress=False)
+    _, reused = scoring.submission_features(other, network, tmp_path, progress=False)
     assert not reused and reference_extractions == [N_GEN, N_GEN]
     (tmp_path / "standin_submission.npz").write_bytes(b"broken")
-    _, reused = score.submission_features(other, network, tmp_path, progress=False)
+    _, reused = scoring.submission_features(other, network, tmp_path, progress=False)
     assert not reused and reference_extractions == [N_GEN, N_GEN, N_GEN]  # unreadable: recomputed
 
 
 def test_reference_statistics_match_a_direct_computation(tmp_path):
     network = F.load_network("standin")
     ref = pictures(N_REF, 0)
-    stats, reused = score.reference_statistics(ref, network, tmp_path, progress=False)
-    again, reused_again = score.reference_statistics(ref, network, tmp_path, progress=False)
+    stats, reused = scoring.reference_statistics(ref, network, tmp_path, progress=False)
+    again, reused_again = scoring.reference_statistics(ref, network, tmp_path, progress=False)
     assert (reused, reused_again) == (False, True)
     features = F.extract_features(network, ref, progress=False)
     np.testing.assert_allclose(again.mu, features.mean(axis=0), rtol=1e-5, atol=1e-7)
     assert again.sigma.shape == (F.STANDIN_DIM, F.STANDIN_DIM) and again.n_images == N_REF
-    assert again.key == score.reference_key(ref, network)
-    assert score.reference_key(ref[::-1].copy(), network) != again.key
+    assert again.key == scoring.reference_key(ref, network)
+    assert scoring.reference_key(ref[::-1].copy(), network) != again.key
 
 
 def test_covariance_root_is_cached_and_added_to_older_cache_files(tmp_path, reference_extractions):
     network = F.load_network("standin")
     ref = pictures(N_REF, 0)
-    stats, _ = score.reference_statistics(ref, network, tmp_path, progress=False)
+    stats, _ = scoring.reference_statistics(ref, network, tmp_path, progress=False)
     expected = M.covariance_root(stats.sigma)
     np.testing.assert_array_equal(stats.root.root, expected.root)
     assert stats.root.singular == expected.singular  # 200 images, 512 features: singular
-    again, reused = score.reference_statistics(ref, network, tmp_path, progress=False)
+    again, reused = scoring.reference_statistics(ref, network, tmp_path, progress=False)
     assert reused and np.array_equal(again.root.root, stats.root.root)
     # a cache file written before the root was cached: the root is added, no feature is recomputed
-    score.save_reference(score.cache_file(tmp_path, "standin"), dataclasses.replace(stats, root=None))
-    assert score.load_cached_reference(score.cache_file(tmp_path, "standin"), stats.key).root is None
-    upgraded, reused = score.reference_statistics(ref, network, tmp_path, progress=False)
+    scoring.save_reference(scoring.cache_file(tmp_path, "standin"), dataclasses.replace(stats, root=None))
+    assert scoring.load_cached_reference(scoring.cache_file(tmp_path, "standin"), stats.key).root is None
+    upgraded, reused = scoring.reference_statistics(ref, network, tmp_path, progress=False)
     assert reused and reference_extractions == [N_REF]
     np.testing.assert_array_equal(upgraded.root.root, stats.root.root)
-    assert score.load_cached_reference(score.cache_file(tmp_path, "standin"), stats.key).root is not None
+    assert scoring.load_cached_reference(scoring.cache_file(tmp_path, "standin"), stats.key).root is not None
 
 
 def test_frechet_eigh_agrees_with_sqrtm_in_score_images():
@@ -252,12 +253,12 @@ def test_frechet_eigh_agrees_with_sqrtm_in_score_images():
     ref_features = np.abs(rng.normal(size=(1500, F.STANDIN_DIM))).astype(np.float32)
     gen_features = np.abs(rng.normal(size=(800, F.STANDIN_DIM)) * 1.1 + 0.05).astype(np.float32)
     mu, sigma, normalized = M.prepare_reference(ref_features)
-    stats = score.ReferenceStats(mu, sigma, normalized, "k", 1500, np.arange(1500), M.covariance_root(sigma))
+    stats = scoring.ReferenceStats(mu, sigma, normalized, "k", 1500, np.arange(1500), M.covariance_root(sigma))
     images = np.zeros((800, 64, 64, 3), np.uint8)  # not looked at: the features are given
     results = {}
     for method in ("sqrtm", "eigh"):
         cfg = score.ScoreConfig(network="standin", frechet=method)
-        results[method] = score.score_images(images, stats, network, cfg, features=gen_features)
+        results[method] = scoring.score_images(images, stats, network, cfg, features=gen_features)
     assert results["sqrtm"]["frechet"] == "sqrtm" and results["eigh"]["frechet"] == "eigh"
     assert results["eigh"]["fid"] == pytest.approx(results["sqrtm"]["fid"], rel=1e-9)
     assert results["eigh"]["distance"] == results["sqrtm"]["distance"]
@@ -265,7 +266,7 @@ def test_frechet_eigh_agrees_with_sqrtm_in_score_images():
 
 def test_zip_images_are_read_back_exactly(tmp_path):
     images = pictures(5, 3)
-    assert np.array_equal(score.read_zip_images(write_zip(tmp_path / "five.zip", images)), images)
+    assert np.array_equal(scoring.read_zip_images(write_zip(tmp_path / "five.zip", images)), images)
 
 
 def test_invalid_zip_exits_2_with_the_validators_message(run, tmp_path, capsys):

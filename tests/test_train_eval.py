@@ -38,7 +38,7 @@ def test_evaluations_are_logged_and_best_pt_holds_the_lowest_mifid(tmp_path, dvc
     assert last["extra"]["eval"]["last"]["mifid"] == pytest.approx(values[-1])
     # the best checkpoint's EMA generator, scored again the same way, gives the same MiFID
     from pipeline.metrics.features import load_network
-    from pipeline.score import reference_statistics
+    from pipeline.metrics.scoring import reference_statistics
 
     network = load_network("standin")
     stats, reused = reference_statistics(ds.images, network, tmp_path / "cache", progress=False)

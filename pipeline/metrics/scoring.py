@@ -1,0 +1,228 @@
+"""The score stage's building blocks, shared with train's in-training MiFID and the report stage: reading a
+submission zip, the cached reference statistics (mean, covariance, normalised features of the training
+set), a submission's cached features, and the MiFID metrics dict of a set of generated images.
+
+Stages import these from here, never from one another, so that DVC reruns train only when what it uses
+changes (``tests/test_dvc_deps.py``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.config import ScoreConfig
+from pipeline.files import atomic_path
+from pipeline.metrics.features import FeatureNetwork, extract_features
+from pipeline.metrics.mifid import CovarianceRoot, covariance_root, mifid_from_reference, nonzero_rows, prepare_reference
+from pipeline.metrics.phases import Phases, record
+from pipeline.validate import validate_zip
+
+NOT_COMPARABLE_NOTE = ("stand-in network: these numbers are NOT comparable to Kaggle's leaderboard (nor to "
+                       "Inception scores); set score.network: inception for those")
+
+
+
+# ------------------------------------------------------------------------------------------ submission
+
+
+def read_zip_images(path: str | os.PathLike, expected: int | None = None) -> np.ndarray:
+    """Validate a submission zip and return its PNGs in archive order, uint8 [N, 64, 64, 3], in one read.
+
+    expected: the number of images the zip must hold (None: however many it has). Raises SubmissionError.
+    """
+    if expected is None:
+        try:
+            with zipfile.ZipFile(path) as zf:
+                expected = max(1, sum(not info.is_dir() for info in zf.infolist()))
+        except (OSError, zipfile.BadZipFile):
+            expected = 1  # validate_zip names the problem
+
+    return validate_zip(path, expected, keep_pixels=True).pixels
+
+
+# ----------------------------------------------------------------------------------- reference statistics
+
+
+@dataclass(frozen=True)
+class ReferenceStats:
+    """What MiFID needs from the reference set (see mifid.prepare_reference).
+
+    mu float64 [D], sigma float64 [D, D], normalized float32 [M', D] (non-zero rows, unit norm);
+    key: what they were computed from (data hash, network, weights); n_images: M;
+    rows int64 [M']: the reference image of each normalised row (all-zero rows are dropped), so a nearest
+    neighbour can be shown as the training crop it is;
+    root: the symmetric square root of sigma (score.frechet: eigh), cached with the rest.
+    """
+
+    mu: np.ndarray
+    sigma: np.ndarray
+    normalized: np.ndarray
+    key: str
+    n_images: int
+    rows: np.ndarray
+    root: CovarianceRoot | None = None
+
+
+def reference_key(images: np.ndarray, network: FeatureNetwork) -> str:
+    """A string that changes whenever the reference images or the network's weights change."""
+    h = hashlib.sha256()
+    h.update(np.ascontiguousarray(images).data)  # hashed in place, no copy of a 270 MB array
+    return json.dumps({
+        "data_sha256": h.hexdigest(),
+        "shape": list(images.shape),
+        "network": network.name,
+        "weights": network.fingerprint,
+    }, sort_keys=True)
+
+
+def cache_file(cache_dir: str | os.PathLike, network_name: str) -> Path:
+    """One cache file per network, so switching networks back and forth recomputes nothing."""
+    return Path(cache_dir) / f"{network_name}.npz"
+
+
+def load_keyed(path: Path, key: str) -> dict[str, np.ndarray] | None:
+    """The arrays of the cache file ``path`` if it was written for ``key``; None if absent, stale or unreadable
+    (then the caller recomputes and replaces it)."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if str(z["key"]) != key:
+                return None
+            return {name: z[name] for name in z.files if name != "key"}
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None
+
+
+def save_keyed(path: Path, key: str, **arrays: np.ndarray) -> None:
+    """Write ``arrays`` and ``key`` to the cache file ``path`` atomically."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:  # a file object: numpy adds no ".npz" to the name
+        np.savez(fh, key=np.array(key), **arrays)
+
+
+def load_cached_reference(path: Path, key: str) -> ReferenceStats | None:
+    """The cached statistics at ``path`` if they were computed for ``key``; None otherwise."""
+    z = load_keyed(path, key)
+    if z is None or not {"mu", "sigma", "normalized", "n_images", "rows"} <= set(z):
+        return None
+    # files written before the root was cached have none: the caller adds it (no features recomputed)
+    root = CovarianceRoot(z["root"], bool(z["root_singular"])) if {"root", "root_singular"} <= set(z) else None
+    return ReferenceStats(z["mu"], z["sigma"], z["normalized"], key, int(z["n_images"]), z["rows"], root)
+
+
+def save_reference(path: Path, stats: ReferenceStats) -> None:
+    roots = {} if stats.root is None else {"root": stats.root.root, "root_singular": np.array(stats.root.singular)}
+    save_keyed(path, stats.key, n_images=np.array(stats.n_images), mu=stats.mu, sigma=stats.sigma,
+               normalized=stats.normalized, rows=stats.rows, **roots)
+
+
+def reference_statistics(
+    images: np.ndarray,
+    network: FeatureNetwork,
+    cache_dir: str | os.PathLike,
+    batch_size: int = 100,
+    device="cpu",
+    progress: bool = True,
+    phases: Phases | None = None,
+) -> tuple[ReferenceStats, bool]:
+    """(statistics of ``images`` uint8 [M, H, W, 3] under ``network``, whether they came from the cache).
+
+    Reused from ``cache_dir``/<network>.npz when its key matches; computed and written (atomically,
+    replacing a stale file) otherwise. ``phases``: where the steps' wall times go (None: not recorded).
+    The square root of the covariance (for score.frechet: eigh; about a second at 2048-d) is always computed
+    with the rest, so a cache serves either method.
+    """
+    with record(phases, "reference: cache key (hash)"):
+        key = reference_key(images, network)
+    path = cache_file(cache_dir, network.name)
+    with record(phases, "reference: cache read"):
+        cached = load_cached_reference(path, key)
+    if cached is not None and cached.root is not None:
+        return cached, True
+    if cached is not None:  # written before the root was cached: add it
+        with record(phases, "reference: covariance root"):
+            stats = dataclasses.replace(cached, root=covariance_root(cached.sigma))
+    else:
+        with record(phases, "reference: features"):
+            features = extract_features(network, images, batch_size, device, progress)
+        with record(phases, "reference: statistics"):
+            mu, sigma, normalized = prepare_reference(features)
+        with record(phases, "reference: covariance root"):
+            stats = ReferenceStats(mu, sigma, normalized, key, len(images), np.flatnonzero(nonzero_rows(features)),
+                                   covariance_root(sigma))
+    with record(phases, "reference: cache write"):
+        save_reference(path, stats)
+    return stats, cached is not None
+
+
+def submission_features(
+    images: np.ndarray,
+    network: FeatureNetwork,
+    cache_dir: str | os.PathLike,
+    batch_size: int = 100,
+    device="cpu",
+    progress: bool = True,
+    phases: Phases | None = None,
+) -> tuple[np.ndarray, bool]:
+    """(features float32 [N, D] of a submission's ``images`` uint8 [N, H, W, 3], whether they came from the cache).
+
+    Kept in ``cache_dir``/<network>_submission.npz under the same kind of key as the reference statistics
+    (the pixels' hash and the network's weights), so the report stage that follows the score stage reuses
+    them: with Inception on a CPU that saves the 10,000 images' features, about 9 minutes.
+    """
+    with record(phases, "submission: cache key (hash)"):
+        key = reference_key(images, network)
+    path = Path(cache_dir) / f"{network.name}_submission.npz"
+    with record(phases, "submission: cache read"):
+        cached = load_keyed(path, key)
+    if cached is not None and "features" in cached:
+        return cached["features"], True
+    with record(phases, "submission: features"):
+        features = extract_features(network, images, batch_size, device, progress)
+    with record(phases, "submission: cache write"):
+        save_keyed(path, key, features=features)
+    return features, False
+
+
+# ---------------------------------------------------------------------------------------------- scoring
+
+
+def score_images(
+    images: np.ndarray,
+    stats: ReferenceStats,
+    network: FeatureNetwork,
+    cfg: ScoreConfig,
+    device="cpu",
+    progress: bool = True,
+    features: np.ndarray | None = None,
+    phases: Phases | None = None,
+) -> dict:
+    """MiFID of generated ``images`` uint8 [N, 64, 64, 3] against ``stats``: the metrics dict, less ``seconds``.
+
+    ``features``: the images' features when already computed (see :func:`submission_features`).
+    """
+    if features is None:
+        with record(phases, "submission: features"):
+            features = extract_features(network, images, cfg.batch_size, device, progress)
+    result = mifid_from_reference(features, stats.mu, stats.sigma, stats.normalized, eps=cfg.eps, chunk=cfg.chunk,
+                                  phases=phases, frechet=cfg.frechet, ref_root=stats.root)
+    return {
+        "network": network.name,
+        "comparable_to_kaggle": network.comparable_to_kaggle,
+        "n_images": len(images),
+        "fid": result["fid"],
+        "frechet": result["frechet"],  # the method that gave the FID: sqrtm (Kaggle's), eigh, or eigh's fallback
+        "distance": result["distance"],
+        "distance_thresholded": result["distance_thresholded"],
+        "mifid": result["mifid"],
+        "eps": cfg.eps,
+        "memorizer": result["distance"] < cfg.eps,
+    }
