@@ -27,7 +27,7 @@ import torch
 from tqdm import tqdm
 
 from pipeline.checkpoint import CheckpointError, generator_from, load_checkpoint
-from pipeline.config import ConfigError, add_config_arguments, config_from_args
+from pipeline.config import ConfigError, GenerateConfig, add_config_arguments, config_from_args
 from pipeline.errors import error_text
 from pipeline.files import atomic_path
 from pipeline.images import codec_threads, image_grid, png_bytes, save_gif, save_png
@@ -165,6 +165,23 @@ def write_zip(path: Path, batches, n: int, phases: Phases | None = None) -> np.n
     return np.stack(first)
 
 
+def write_submission(ck: dict, G: torch.nn.Module, cfg: GenerateConfig, n: int, seed: int, weights: np.ndarray | None,
+                     zip_path: Path, grid_path: Path, device: torch.device, progress: bool = True,
+                     phases: Phases | None = None) -> None:
+    """``n`` images of ``G`` (checkpoint ``ck``'s sampling generator, on ``device``) into the zip ``zip_path``,
+    and a grid of the first 64 at ``grid_path``: what the generate stage and the Kaggle kernel both write.
+
+    weights: per-breed sampling weights (:func:`label_weights`; None: unconditional); ``cfg`` gives the
+    truncation, batch size and precision.
+    """
+    batches = generate_images(G, n, G.z_dim, weights, cfg.truncation, seed, cfg.batch_size, device,
+                              progress=progress, precision=cfg.precision, phases=phases)
+    first = write_zip(zip_path, batches, n, phases)
+    with record(phases, "grid PNG"):
+        save_png(grid_path, image_grid(first, columns=8, zoom=1,
+                                       title=f"{ck['model']} step {ck['step']}, truncation {cfg.truncation}"))
+
+
 def walk_frames(G: torch.nn.Module, ck: dict, weights: np.ndarray | None, truncation: float, seed: int,
                 device: torch.device, keys: int = WALK_KEYS, frames_per_key: int = WALK_FRAMES_PER_KEY,
                 columns: int = WALK_COLUMNS) -> tuple[np.ndarray, list[str]]:
@@ -232,13 +249,8 @@ def main(argv: list[str] | None = None) -> int:
             net = net.to(device)
         t0 = time.monotonic()
         if out is not None:
-            batches = generate_images(net, n, net.z_dim, weights, cfg.truncation, seed, cfg.batch_size, device,
-                                      progress=not args.no_progress, precision=cfg.precision, phases=phases)
-            first = write_zip(out, batches, n, phases)
             grid_path = Path(args.grid) if args.grid else out.with_name(f"{out.stem}_grid.png")
-            with record(phases, "grid PNG"):
-                save_png(grid_path, image_grid(first, columns=8, zoom=1,
-                                               title=f"{ck['model']} step {ck['step']}, truncation {cfg.truncation}"))
+            write_submission(ck, net, cfg, n, seed, weights, out, grid_path, device, not args.no_progress, phases)
             print(f"generate: {n} images from {ck['model']} (step {ck['step']}, {'EMA' if cfg.use_ema else 'raw'} G, "
                   f"truncation {cfg.truncation}) in {time.monotonic() - t0:.1f} s; wrote {out} and {grid_path}")
         if args.walk:

@@ -34,9 +34,9 @@ from pipeline import train as train_stage
 from pipeline.checkpoint import generator_from, load_checkpoint
 from pipeline.config import (ConfigError, GenerateConfig, KernelConfig, PrepareConfig, ScoreConfig, TrainConfig,
                              build_config)
+from pipeline.download import COMPETITION
 from pipeline.files import COMPETITION_SIZE, write_bytes, write_json, write_text
-from pipeline.generate import generate_images, label_weights, write_zip
-from pipeline.images import image_grid, save_png
+from pipeline.generate import label_weights, write_submission
 from pipeline.layout import CompetitionDirs, find_competition_dirs
 from pipeline.prepare import prepare
 from pipeline.runtime import pick_device, setup_runtime
@@ -44,7 +44,6 @@ from pipeline.validate import validate_zip
 
 ROOT_ENV = "KAGGLE_ROOT"
 DEFAULT_ROOT = "/kaggle"
-COMPETITION = "generative-dog-images"
 SECTIONS = ("prepare", "train", "generate", "score", "kernel")  # the params sections a kernel carries
 # (score: how train scores itself when train.eval_every > 0)
 
@@ -178,11 +177,7 @@ def generate_submission(checkpoint: Path, cfg: GenerateConfig, zip_path: Path, g
     weights = label_weights(ck, cfg.label_sampling, None)
     device = pick_device("auto")
     net = generator_from(ck, ema=cfg.use_ema).to(device)
-    batches = generate_images(net, cfg.n, net.z_dim, weights, cfg.truncation, cfg.seed, cfg.batch_size, device,
-                              progress=progress, precision=cfg.precision)
-    first = write_zip(zip_path, batches, cfg.n)
-    save_png(grid_path, image_grid(first, columns=8, zoom=1,
-                                   title=f"{ck['model']} step {ck['step']}, truncation {cfg.truncation}"))
+    write_submission(ck, net, cfg, cfg.n, cfg.seed, weights, zip_path, grid_path, device, progress)
     return {"images": cfg.n, "model": ck["model"], "step": ck["step"], "ema": cfg.use_ema,
             "truncation": cfg.truncation, "device": str(device)}
 
