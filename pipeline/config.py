@@ -403,7 +403,11 @@ def load_config(section: str, params_path: str | os.PathLike | None = None, over
 def add_config_arguments(parser: argparse.ArgumentParser, section: str) -> None:
     """Add ``--params`` and ``--set``, and list the section's keys and defaults in ``--help``."""
     cls = SECTIONS[section]
-    keys = ", ".join(f"{f.name}={f.default!r}" for f in dataclasses.fields(cls) if not f.metadata.get("internal"))
+    here = _section_here(section)  # what params.yaml in this folder sets, shown beside the built-in defaults
+    keys = ", ".join(
+        f"{f.name}={f.default!r}" + (f" (params.yaml: {here[f.name]!r})" if f.name in here and here[f.name] != f.default
+                                     else "")
+        for f in dataclasses.fields(cls) if not f.metadata.get("internal"))
     parser.add_argument(
         "--params", metavar="FILE",
         help=f"params file whose {section!r} section configures this stage (default: {DEFAULT_PARAMS}, or the "
@@ -411,9 +415,20 @@ def add_config_arguments(parser: argparse.ArgumentParser, section: str) -> None:
     )
     parser.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE",
-        help=f"override one {section!r} key, repeatable. Keys and their built-in defaults (params.yaml overrides "
-        f"most of them): {keys}",
+        help=f"override one {section!r} key, repeatable. Keys, their built-in defaults and, where it differs, the "
+        f"value {DEFAULT_PARAMS} here sets: {keys}",
     )
+
+
+def _section_here(section: str) -> dict[str, Any]:
+    """The raw ``section`` of params.yaml in the current folder, for --help only: {} when there is none or it
+    cannot be read (the stage itself reports that when it runs)."""
+    try:
+        values = yaml.safe_load(DEFAULT_PARAMS.read_text(encoding="utf-8")) if DEFAULT_PARAMS.is_file() else {}
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return {}
+    section_values = values.get(section) if isinstance(values, dict) else None
+    return section_values if isinstance(section_values, dict) else {}
 
 
 def config_from_args(args: argparse.Namespace, section: str):

@@ -120,3 +120,22 @@ def test_sample_grid_warning_past_a_thousand_grids():
     # the README's full recipe with the demo's sample_every: 130 epochs x 22,126 crops / 32 per step
     warning = sample_grid_warning(130 * 22_126 / 32, 6)
     assert "draws about 14,981 sample grids in 89,887 steps" in warning and "sample_every=449" in warning
+
+
+def test_help_shows_what_params_yaml_here_sets(tmp_path, monkeypatch):
+    import argparse
+
+    from pipeline.config import add_config_arguments
+
+    def set_help() -> str:
+        parser = argparse.ArgumentParser()
+        add_config_arguments(parser, "prepare")
+        return next(a.help for a in parser._actions if "--set" in a.option_strings)
+
+    monkeypatch.chdir(tmp_path)
+    assert "margin=0.0," in set_help()  # no params.yaml: the built-in defaults alone
+    (tmp_path / "params.yaml").write_text("prepare:\n  margin: 0.2\n  size: 64\n")
+    text = set_help()
+    assert "margin=0.0 (params.yaml: 0.2)" in text and "size=64," in text  # a value equal to the default: no note
+    (tmp_path / "params.yaml").write_text("prepare: [unclosed\n")
+    assert "margin=0.0," in set_help()  # unreadable: --help still works (the stage reports it when it runs)
