@@ -347,16 +347,19 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def read_params(path: str | os.PathLike = DEFAULT_PARAMS, required: bool = False) -> dict[str, Any]:
-    """The whole params.yaml as a mapping. A missing file is an error when ``required`` (a file the user
-    named), else an empty mapping (all defaults), with a notice on stderr."""
-    path = Path(path)
+def read_params(path: str | os.PathLike | None = None, quiet: bool = False) -> dict[str, Any]:
+    """The whole params file as a mapping. ``path`` None: params.yaml in the current folder, where a missing
+    file means every built-in default (with a notice on stderr unless ``quiet``); a path the user named that
+    does not exist is an error (a typo must not silently train with other settings)."""
+    required = path is not None
+    path = Path(path) if required else DEFAULT_PARAMS
     if not path.exists():
         if required:
             raise ConfigError(f"{path}: no such params file (given with --params); check the path, or leave "
                               f"--params out to read {DEFAULT_PARAMS} in the current folder")
-        print(f"note: no {path} in {Path.cwd()}: every setting takes its built-in default "
-              "(run from the repository root to use its params.yaml)", file=sys.stderr)
+        if not quiet:
+            print(f"note: no {path} in {Path.cwd()}: every setting takes its built-in default "
+                  "(run from the repository root to use its params.yaml)", file=sys.stderr)
         return {}
     try:
         data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader) or {}
@@ -394,9 +397,9 @@ def apply_overrides(section: str, values: dict[str, Any], overrides: list[str]) 
 def load_config(section: str, params_path: str | os.PathLike | None = None, overrides: list[str] | None = None):
     """The validated config of ``section`` from ``params_path`` (None: params.yaml here, if there is one)
     plus command-line overrides."""
-    raw = read_params(params_path or DEFAULT_PARAMS, required=params_path is not None).get(section) or {}
+    raw = read_params(params_path).get(section) or {}
     if not isinstance(raw, dict):
-        raise ConfigError(f"{params_path}: section {section!r} must be a mapping of keys to values")
+        raise ConfigError(f"{params_path or DEFAULT_PARAMS}: section {section!r} must be a mapping of keys to values")
     return build_config(section, apply_overrides(section, raw, overrides or []))
 
 
@@ -424,11 +427,10 @@ def _section_here(section: str) -> dict[str, Any]:
     """The raw ``section`` of params.yaml in the current folder, for --help only: {} when there is none or it
     cannot be read (the stage itself reports that when it runs)."""
     try:
-        values = yaml.safe_load(DEFAULT_PARAMS.read_text(encoding="utf-8")) if DEFAULT_PARAMS.is_file() else {}
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        values = read_params(quiet=True).get(section)
+    except (ConfigError, OSError):
         return {}
-    section_values = values.get(section) if isinstance(values, dict) else None
-    return section_values if isinstance(section_values, dict) else {}
+    return values if isinstance(values, dict) else {}
 
 
 def config_from_args(args: argparse.Namespace, section: str):

@@ -30,9 +30,15 @@ FILE_MODE = 0o666 & ~_UMASK
 DIR_MODE = 0o777 & ~_UMASK
 
 
-def _not_a_folder(final: Path) -> None:
+def _temp_beside(final: Path) -> Path:
+    """A new empty temporary file in ``final``'s folder (made if needed), named ".<final name>.tmp-<random>".
+    IsADirectoryError when ``final`` is a folder: the rename over it would fail only after all the work."""
     if final.is_dir():
         raise IsADirectoryError(errno.EISDIR, "this is a folder; give a file name", str(final))
+    final.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}{TMP_MARK}", dir=final.parent)
+    os.close(fd)
+    return Path(tmp)
 
 
 @contextlib.contextmanager
@@ -42,11 +48,7 @@ def atomic_path(final: str | os.PathLike) -> Iterator[Path]:
     On an exception the temporary file is removed and ``final`` is left untouched.
     """
     final = Path(final)
-    _not_a_folder(final)  # else the rename would fail only after all the work
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}{TMP_MARK}", dir=final.parent)
-    os.close(fd)
-    tmp = Path(tmp)
+    tmp = _temp_beside(final)
     try:
         yield tmp
         # fsync so that the rename never exposes a file whose data is still in flight after a crash
@@ -65,12 +67,7 @@ def ensure_writable(final: str | os.PathLike) -> None:
 
     Raises OSError (IsADirectoryError, PermissionError, ...) naming the path.
     """
-    final = Path(final)
-    _not_a_folder(final)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{final.name}{TMP_MARK}", dir=final.parent)
-    os.close(fd)
-    os.unlink(tmp)
+    _temp_beside(Path(final)).unlink()
 
 
 def write_bytes(path: str | os.PathLike, data: bytes) -> None:

@@ -501,7 +501,7 @@ def main(argv: list[str] | None = None) -> int:
     push_parser.add_argument("--dry-run", action="store_true", help="build and check, do not push")
     args = parser.parse_args(argv)
     try:
-        params = select_params(read_params(args.params or DEFAULT_PARAMS, required=args.params is not None), args.set)
+        params = select_params(read_params(args.params), args.set)
         if args.title is not None:
             params["kernel"] = dict(params["kernel"], title=args.title)
         if args.username is not None:
