@@ -110,7 +110,8 @@ def main() -> int:
             times.append(time.perf_counter() - t0)
         eval_s = float(np.median(times))
         t0 = time.perf_counter()
-        tr._checkpoint(Path(tmp) / "best.pt", parts, cfg, 1, 1, [str(b) for b in ds.breeds], [1] * 120, ev.state())
+        run = tr.Run(parts, cfg, rt, data, Path(tmp) / "best.pt", [str(b) for b in ds.breeds], [1] * 120, steps=1, step=1)
+        run.save(run.out, ev.state())
         checkpoint_s = time.perf_counter() - t0
 
     interval_s = args.eval_every * step_s

@@ -456,43 +456,112 @@ def restore_rng(ck: dict, data: DeviceData, cfg: TrainConfig, rt: Runtime, step:
     data.generator.manual_seed(seed)
 
 
-def _checkpoint(path: Path, p: Parts, cfg: TrainConfig, data: DeviceData, step: int, steps: int, breeds: list[str],
-                label_counts: list[int], evaluation: dict | None = None) -> None:
-    save_checkpoint(
-        path, G=p.G, D=p.D, G_ema=p.G_ema, opt_g=p.opt_g, opt_d=p.opt_d, step=step, total_steps=steps,
-        model=cfg.model, model_options=cfg.model_options, n_classes=p.n_classes, aux_classifier=p.aux,
-        breeds=breeds, train_config={k: v for k, v in asdict(cfg).items() if k != "model_options"},
-        extra={"label_counts": label_counts,  # so generate can draw breeds as often as training saw them
-               "sched_g": p.sched_g.state_dict() if p.sched_g else None,
-               "sched_d": p.sched_d.state_dict() if p.sched_d else None,
-               "eval": evaluation,  # in-training MiFID: this step's and the best so far (None: off)
-               "rng": rng_states(data)},
-    )
+def due(step: int, every: int, last: int) -> bool:
+    """Whether something done every ``every`` steps (log, grid, evaluation) happens after step ``step``
+    (1-based: the number of steps done); the last step ``last`` always counts."""
+    return step % every == 0 or step == last
 
 
-def _evaluate(ev: Evaluator, p: Parts, cfg: TrainConfig, data: DeviceData, step: int, steps: int, breeds: list[str],
-              label_counts: list[int], live, best_out: Path, device: torch.device) -> dict:
-    """Score the EMA generator, log it, and write the best checkpoint when it is the best so far."""
-    metrics = ev.run(p.G_ema or unwrap(p.G), step, device)
-    if live is not None:
-        live.step = step
-        for key in ("fid", "distance", "mifid"):
-            live.log_metric(f"eval/{key}", metrics[key])
-    if metrics["best"]:
-        _checkpoint(best_out, p, cfg, data, step, steps, breeds, label_counts,
-                    {"step": step, "mifid": metrics["mifid"], "fid": metrics["fid"], "distance": metrics["distance"],
-                     **ev.state()})
-    return metrics
+def out_of_time(elapsed: float, step_s: float, checkpoint_s: float, eval_s: float, budget_s: float) -> bool:
+    """Whether to stop before the next step, in seconds: the run has used ``elapsed`` of ``budget_s``, and the
+    next step, if taken, must still leave room for a slow step and the final checkpoint (each counted twice:
+    times vary) and for the evaluation that step would start (``eval_s``, 0 when none is due)."""
+    return elapsed + 2 * step_s + 2 * checkpoint_s + eval_s > budget_s
 
 
-def _eval_record(ev: Evaluator | None, last: dict | None, step: int) -> dict | None:
-    """What a checkpoint keeps of the evaluations: the best so far (for --resume), and this step's if scored."""
-    if ev is None:
-        return None
-    record = ev.state()
-    if last is not None:
-        record["last"] = {k: last[k] for k in ("fid", "distance", "mifid")}
-    return record
+@dataclass
+class Run:
+    """One training run between its steps: the parts being trained, the data, where the outputs go and who
+    logs. ``train`` drives it; its methods are what happens at the intervals of ``cfg`` (log, sample grid,
+    evaluation, checkpoint). Only rank 0 has ``live``, ``samples_dir`` and ``ev``; the others train."""
+
+    p: Parts
+    cfg: TrainConfig
+    rt: Runtime
+    data: DeviceData
+    out: Path  # the checkpoint
+    breeds: list[str]
+    label_counts: list[int]  # crops per breed, kept so generate draws breeds as often as training saw them
+    steps: int  # total steps of the run
+    step: int = 0  # steps done
+    grid: SampleGrid | None = None
+    samples_dir: Path | None = None
+    live: object = None  # dvclive's Live or the kernel's logger; None: no logging
+    ev: Evaluator | None = None
+    best_out: Path | None = None  # where the best checkpoint by MiFID goes (with ``ev``)
+    last_eval: dict | None = None  # the latest evaluation's metrics
+    # seconds, for the time budget: a step (moving average), the latest checkpoint and evaluation
+    step_s: float = 0.0
+    checkpoint_s: float = 0.0
+    eval_s: float = 0.0
+    eval_total_s: float = 0.0
+
+    @property
+    def sampler(self) -> nn.Module:
+        """The generator that draws grids and is scored: the EMA one when training keeps it."""
+        return self.p.G_ema or unwrap(self.p.G)
+
+    def save(self, path: Path, evaluation: dict | None) -> None:
+        p = self.p
+        save_checkpoint(
+            path, G=p.G, D=p.D, G_ema=p.G_ema, opt_g=p.opt_g, opt_d=p.opt_d, step=self.step, total_steps=self.steps,
+            model=self.cfg.model, model_options=self.cfg.model_options, n_classes=p.n_classes, aux_classifier=p.aux,
+            breeds=self.breeds, train_config={k: v for k, v in asdict(self.cfg).items() if k != "model_options"},
+            extra={"label_counts": self.label_counts,
+                   "sched_g": p.sched_g.state_dict() if p.sched_g else None,
+                   "sched_d": p.sched_d.state_dict() if p.sched_d else None,
+                   "eval": evaluation,  # in-training MiFID: the best so far and this step's (None: off)
+                   "rng": rng_states(self.data)},
+        )
+
+    def checkpoint(self) -> None:
+        """Write ``out``, timed for the budget. What it keeps of the evaluations: the best so far (for
+        --resume) and the latest one's numbers."""
+        t0 = time.monotonic()
+        record = None
+        if self.ev is not None:
+            record = self.ev.state()
+            if self.last_eval is not None:
+                record["last"] = {k: self.last_eval[k] for k in ("fid", "distance", "mifid")}
+        self.save(self.out, record)
+        self.checkpoint_s = time.monotonic() - t0
+
+    def log(self, losses: dict[str, torch.Tensor], images_per_s: float, bar) -> None:
+        """Losses averaged over the ranks, to the progress bar and the logger."""
+        logged = {k: self.rt.all_mean(v) for k, v in as_floats(losses).items()}
+        bar.set_postfix(loss_d=f"{logged['loss_d']:.3f}", loss_g=f"{logged['loss_g']:.3f}", img_s=f"{images_per_s:.0f}")
+        if self.live is not None:
+            self.live.step = self.step
+            for k, v in logged.items():
+                self.live.log_metric(f"train/{k}", v)
+            self.live.log_metric("train/images_per_s", images_per_s)
+
+    def sample(self, log: bool = True) -> None:
+        """The fixed-seed grid of this step into ``samples_dir`` (and to the logger)."""
+        picture = self.grid.render(self.sampler, f"{self.cfg.model} step {self.step}")
+        save_png(sample_path(self.samples_dir, self.step), picture)
+        if log and self.live is not None:
+            self.live.log_image("samples.png", picture)
+
+    def evaluate(self, bar) -> None:
+        """Score the sampling generator, log it, and write the best checkpoint when it is the best so far."""
+        t0 = time.monotonic()
+        metrics = self.ev.run(self.sampler, self.step, self.rt.device)
+        if self.live is not None:
+            self.live.step = self.step
+            for key in ("fid", "distance", "mifid"):
+                self.live.log_metric(f"eval/{key}", metrics[key])
+        if metrics["best"]:
+            self.save(self.best_out, {"step": self.step, "mifid": metrics["mifid"], "fid": metrics["fid"],
+                                      "distance": metrics["distance"], **self.ev.state()})
+        self.last_eval = metrics
+        self.eval_s = time.monotonic() - t0
+        self.eval_total_s += self.eval_s
+        bar.write(f"step {self.step}: MiFID {metrics['mifid']:.4g} (FID {metrics['fid']:.4g}, "
+                  f"d {metrics['distance']:.4f}){' best so far' if metrics['best'] else ''}, {self.eval_s:.1f} s")
+
+    def eval_due(self, step: int) -> bool:
+        return self.ev is not None and due(step, self.cfg.eval_every, self.steps)
 
 
 def _resume(path: Path, p: Parts, cfg: TrainConfig, breeds: list[str], data: DeviceData, rt: Runtime) -> tuple[int, dict]:
@@ -537,6 +606,40 @@ def _resume(path: Path, p: Parts, cfg: TrainConfig, breeds: list[str], data: Dev
     return int(ck["step"]), ck["extra"]
 
 
+def start_run(ds: Dataset, cfg: TrainConfig, out: Path, rt: Runtime, *, resume: bool, live_dir: Path | None, logger,
+              samples_dir: Path | None, evaluation: EvalSettings | None, progress: bool) -> Run:
+    """Build the models for ``ds``, put the data on the device, and load the checkpoint with --resume; then set
+    up what rank 0 writes: the evaluator (which scores from the step reached), the sample folder (cleared of
+    grids after that step) and the logger."""
+    torch.manual_seed(cfg.seed + rt.rank)
+    breeds = [str(b) for b in ds.breeds]
+    data = DeviceData(ds, rt.device, cfg.seed * 1000 + rt.rank)
+    steps = total_steps(cfg, len(data), rt.world_size)
+    p = build_parts(cfg, len(breeds), rt, steps_per_epoch=len(data) / (cfg.batch_size * rt.world_size))
+    run = Run(p, cfg, rt, data, out, breeds, np.bincount(ds.labels, minlength=len(breeds)).tolist(), steps)
+    if rt.is_main and samples_dir and (warning := sample_grid_warning(steps, cfg.sample_every)):
+        print(f"warning: {warning}", file=sys.stderr)
+    extra = {}
+    if resume and out.exists():
+        run.step, extra = _resume(out, p, cfg, breeds, data, rt)
+        if rt.is_main:
+            print(f"resuming from {out} at step {run.step} of {steps}")
+    if evaluation is not None and rt.is_main:
+        run.best_out = evaluation.best_out
+        if run.step == 0:
+            evaluation.best_out.unlink(missing_ok=True)  # a fresh run: a best.pt of another run must not survive
+        if cfg.eval_every > 0:
+            run.ev = make_evaluator(ds, cfg, evaluation, unwrap(p.G).z_dim, p.n_classes, rt.device, progress)
+            run.ev.restore((extra.get("eval") or {}) if run.step > 0 else None)
+    run.grid = SampleGrid(unwrap(p.G).z_dim, p.n_classes, breeds, cfg.sample_breeds, rt.device, seed=cfg.seed)
+    if rt.is_main:
+        run.samples_dir = samples_dir
+        if samples_dir and samples_dir.is_dir():
+            drop_samples_after(samples_dir, run.step)
+        run.live = logger if logger is not None else _open_live(live_dir, resume and run.step > 0) if live_dir else None
+    return run
+
+
 def train(
     ds: Dataset,
     cfg: TrainConfig,
@@ -561,93 +664,48 @@ def train(
     images/s, last losses, and the best MiFID and its step when evaluating.
     """
     t_start = time.monotonic()
-    torch.manual_seed(cfg.seed + rt.rank)
-    breeds = [str(b) for b in ds.breeds]
-    label_counts = np.bincount(ds.labels, minlength=len(breeds)).tolist()
-    data = DeviceData(ds, rt.device, cfg.seed * 1000 + rt.rank)
-    steps = total_steps(cfg, len(data), rt.world_size)
-    p = build_parts(cfg, len(breeds), rt, steps_per_epoch=len(data) / (cfg.batch_size * rt.world_size))
-    if rt.is_main and samples_dir and (warning := sample_grid_warning(steps, cfg.sample_every)):
-        print(f"warning: {warning}", file=sys.stderr)
-    step, extra = 0, {}
-    if resume and out.exists():
-        step, extra = _resume(out, p, cfg, breeds, data, rt)
-        if rt.is_main:
-            print(f"resuming from {out} at step {step} of {steps}")
-    ev = None
-    if evaluation is not None and rt.is_main and step == 0:
-        evaluation.best_out.unlink(missing_ok=True)  # a fresh run: a best.pt of another run must not survive
-    if evaluation is not None and cfg.eval_every > 0 and rt.is_main:
-        ev = make_evaluator(ds, cfg, evaluation, unwrap(p.G).z_dim, p.n_classes, rt.device, progress)
-        ev.restore((extra.get("eval") or {}) if step > 0 else None)
-    if rt.is_main and samples_dir and samples_dir.is_dir():
-        drop_samples_after(samples_dir, step)
-    grid = SampleGrid(unwrap(p.G).z_dim, p.n_classes, breeds, cfg.sample_breeds, rt.device, seed=cfg.seed)
-    live = None
-    if rt.is_main:
-        live = logger if logger is not None else _open_live(live_dir, resume and step > 0) if live_dir else None
+    run = start_run(ds, cfg, out, rt, resume=resume, live_dir=live_dir, logger=logger, samples_dir=samples_dir,
+                    evaluation=evaluation, progress=progress)
     budget_s = cfg.time_budget_min * 60 if cfg.time_budget_min > 0 else math.inf
-    bar = tqdm(total=steps, initial=step, desc=f"train {cfg.model}", unit="step", disable=not (progress and rt.is_main))
+    bar = tqdm(total=run.steps, initial=run.step, desc=f"train {cfg.model}", unit="step",
+               disable=not (progress and rt.is_main))
     stopped_by_budget = False
     images_seen, t_loop, last = 0, time.monotonic(), {}
-    step_time = 0.0
-    checkpoint_time = 0.0
-    eval_time, eval_total, last_eval = 0.0, 0.0, None
     try:
-        while step < steps:
-            # stop while there is still time to write the checkpoint (and leave the rest of the budget)
-            elapsed = time.monotonic() - t_start
-            next_eval = eval_time if ev is not None and (step + 1) % cfg.eval_every == 0 else 0.0
-            if elapsed + 2 * step_time + 2 * checkpoint_time + next_eval > budget_s:
+        while run.step < run.steps:
+            next_eval_s = run.eval_s if run.eval_due(run.step + 1) else 0.0
+            if out_of_time(time.monotonic() - t_start, run.step_s, run.checkpoint_s, next_eval_s, budget_s):
                 stopped_by_budget = True
                 break
             t0 = time.monotonic()
-            set_progress(p, step / steps)
-            last = train_step(p, data, cfg, rt, step)
-            step += 1
-            step_time = 0.9 * step_time + 0.1 * (time.monotonic() - t0) if step_time else time.monotonic() - t0
+            set_progress(run.p, run.step / run.steps)
+            last = train_step(run.p, run.data, cfg, rt, run.step)
+            run.step += 1
+            took = time.monotonic() - t0
+            run.step_s = 0.9 * run.step_s + 0.1 * took if run.step_s else took
             images_seen += cfg.batch_size * cfg.d_steps * rt.world_size
             bar.update(1)
-            if step % cfg.log_every == 0 or step == steps:
-                rate = images_seen / max(1e-9, time.monotonic() - t_loop)
-                logged = {k: rt.all_mean(v) for k, v in as_floats(last).items()}
-                bar.set_postfix(loss_d=f"{logged['loss_d']:.3f}", loss_g=f"{logged['loss_g']:.3f}", img_s=f"{rate:.0f}")
-                if live is not None:
-                    live.step = step
-                    for k, v in logged.items():
-                        live.log_metric(f"train/{k}", v)
-                    live.log_metric("train/images_per_s", rate)
-            if rt.is_main and samples_dir and (step % cfg.sample_every == 0 or step == steps):
-                picture = grid.render(p.G_ema or unwrap(p.G), f"{cfg.model} step {step}")
-                save_png(sample_path(samples_dir, step), picture)
-                if live is not None:
-                    live.log_image("samples.png", picture)
-            if ev is not None and (step % cfg.eval_every == 0 or step == steps):
-                t_ev = time.monotonic()
-                last_eval = _evaluate(ev, p, cfg, data, step, steps, breeds, label_counts, live, evaluation.best_out,
-                                      rt.device)
-                eval_time = time.monotonic() - t_ev
-                eval_total += eval_time
-                bar.write(f"step {step}: MiFID {last_eval['mifid']:.4g} (FID {last_eval['fid']:.4g}, "
-                          f"d {last_eval['distance']:.4f}){' best so far' if last_eval['best'] else ''}, "
-                          f"{eval_time:.1f} s")
-            if rt.is_main and step % cfg.checkpoint_every == 0 and step < steps:
-                t_ck = time.monotonic()
-                _checkpoint(out, p, cfg, data, step, steps, breeds, label_counts, _eval_record(ev, last_eval, step))
-                checkpoint_time = time.monotonic() - t_ck
+            if due(run.step, cfg.log_every, run.steps):
+                run.log(last, images_seen / max(1e-9, time.monotonic() - t_loop), bar)
+            if run.samples_dir and due(run.step, cfg.sample_every, run.steps):
+                run.sample()
+            if run.eval_due(run.step):
+                run.evaluate(bar)
+            if rt.is_main and run.step % cfg.checkpoint_every == 0 and run.step < run.steps:
+                run.checkpoint()
     finally:
         bar.close()
-    set_progress(p, min(1.0, step / steps))
+    set_progress(run.p, min(1.0, run.step / run.steps))
     if rt.is_main:
-        _checkpoint(out, p, cfg, data, step, steps, breeds, label_counts, _eval_record(ev, last_eval, step))
-        if samples_dir and (step % cfg.sample_every != 0):
-            save_png(sample_path(samples_dir, step), grid.render(p.G_ema or unwrap(p.G), f"{cfg.model} step {step}"))
-        if samples_dir:
-            write_progress(samples_dir)
+        run.checkpoint()
+        if run.samples_dir:
+            if run.step % cfg.sample_every != 0:  # stopped early: the grid of where it stopped
+                run.sample(log=False)
+            write_progress(run.samples_dir)
     rt.barrier()
     summary = {
-        "steps": step,
-        "total_steps": steps,
+        "steps": run.step,
+        "total_steps": run.steps,
         "stopped_by_time_budget": stopped_by_budget,
         "seconds": round(time.monotonic() - t_start, 1),
         "images_per_s": round(images_seen / max(1e-9, time.monotonic() - t_loop), 1),
@@ -656,12 +714,12 @@ def train(
         "world_size": rt.world_size,
         **{k: round(v, 4) for k, v in as_floats(last).items()},
     }
-    if ev is not None:
-        summary.update(best_mifid=ev.best_mifid, best_step=ev.best_step, eval_seconds=round(eval_total, 1))
-    if live is not None:
+    if run.ev is not None:
+        summary.update(best_mifid=run.ev.best_mifid, best_step=run.ev.best_step, eval_seconds=round(run.eval_total_s, 1))
+    if run.live is not None:
         for k in ("steps", "images_per_s"):
-            live.summary[k] = summary[k]
-        live.end()
+            run.live.summary[k] = summary[k]
+        run.live.end()
     return summary
 
 

@@ -181,6 +181,21 @@ def test_train_refuses_an_unwritable_checkpoint_path_before_training(tmp_path, c
     assert "ck.pt: this is a folder; give a file name" in err and "train dcgan" not in err
 
 
+def test_due_counts_steps_done_and_always_the_last():
+    assert [s for s in range(1, 11) if tr.due(s, 4, 10)] == [4, 8, 10]
+    assert [s for s in range(1, 7) if tr.due(s, 1, 6)] == [1, 2, 3, 4, 5, 6]
+    assert [s for s in range(1, 4) if tr.due(s, 100, 3)] == [3]
+
+
+def test_out_of_time_keeps_room_for_two_steps_two_checkpoints_and_a_due_evaluation():
+    # 100 s budget, 10 s used: a 20 s step and a 15 s checkpoint need 10 + 40 + 30 = 80 s: go on
+    assert not tr.out_of_time(10.0, 20.0, 15.0, 0.0, 100.0)
+    # the evaluation that the next step starts (25 s) makes it 105 s: stop
+    assert tr.out_of_time(10.0, 20.0, 15.0, 25.0, 100.0)
+    assert not tr.out_of_time(20.0, 20.0, 20.0, 0.0, 100.0)  # exactly 100 s: still fits
+    assert not tr.out_of_time(1e9, 1.0, 1.0, 1.0, float("inf"))  # no budget
+
+
 def test_time_budget_stops_cleanly_with_a_checkpoint(tmp_path):
     cfg = cfg_for("dcgan", epochs=1000.0, time_budget_min=0.05)  # 3 s of a much longer run
     t0 = time.monotonic()
