@@ -35,6 +35,7 @@ from pipeline.metrics.phases import Phases, record, run_phases
 from pipeline.models import to_pixels
 from pipeline.models.layers import cached_spectral_norms
 from pipeline.runtime import pick_device
+from pipeline.sampling import label_weights, sample_labels, truncated_normal
 from pipeline.walks import plan_walks, render_walk
 
 WALK_KEYS = 4  # key points of each walk (3 stretches)
@@ -44,55 +45,6 @@ WALK_FRAME_MS = 80
 WALK_HOLD_MS = 1000  # the last frame, before the loop restarts
 
 ZIP_DATE = (2019, 8, 14, 0, 0, 0)  # a fixed timestamp for every member: same inputs, same bytes
-
-
-def truncated_normal(shape: tuple[int, ...], threshold: float, generator: torch.Generator) -> torch.Tensor:
-    """N(0, 1) samples redrawn until every value lies in (-threshold, threshold) (BigGAN's truncation trick).
-
-    threshold <= 0 means no truncation.
-    """
-    z = torch.randn(shape, generator=generator)
-    if threshold <= 0:
-        return z
-    # Only the values just redrawn can still be outside, so each pass looks at those alone (in index order:
-    # the same draws land in the same places as redrawing z[z.abs() >= threshold] over the whole tensor).
-    flat = z.view(-1)
-    todo = (flat.abs() >= threshold).nonzero().squeeze(1)
-    while todo.numel():
-        draws = torch.randn(todo.numel(), generator=generator)
-        flat[todo] = draws
-        todo = todo[draws.abs() >= threshold]
-    return z
-
-
-def sample_labels(n: int, weights: np.ndarray, generator: torch.Generator) -> torch.Tensor:
-    """``n`` labels drawn from the distribution ``weights`` (one weight per breed, any scale)."""
-    probs = torch.as_tensor(weights, dtype=torch.float64)
-    return torch.multinomial(probs / probs.sum(), n, replacement=True, generator=generator)
-
-
-def label_weights(ck: dict, sampling: str, breed: str | None) -> np.ndarray | None:
-    """Per-breed sampling weights for a conditional checkpoint; None for an unconditional one."""
-    n = ck["n_classes"]
-    if n == 0:
-        if breed:
-            raise ConfigError(f"--breed {breed!r}: this checkpoint's model is unconditional; it cannot pick a breed.")
-        return None
-    breeds = ck["breeds"]
-    if breed:
-        names = {b.lower(): i for i, b in enumerate(breeds)}
-        key = breed.lower().replace(" ", "_")
-        if key not in names:
-            raise ConfigError(f"--breed {breed!r} is not one of the checkpoint's {n} breeds: {', '.join(breeds[:12])}...")
-        w = np.zeros(n)
-        w[names[key]] = 1.0
-        return w
-    if sampling == "uniform":
-        return np.ones(n)
-    counts = ck["extra"].get("label_counts")
-    if counts is None or len(counts) != n:
-        return np.ones(n)  # a checkpoint without the training label counts: uniform is all we know
-    return np.asarray(counts, dtype=np.float64)
 
 
 @torch.no_grad()

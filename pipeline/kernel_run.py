@@ -36,10 +36,11 @@ from pipeline.config import (ConfigError, GenerateConfig, KernelConfig, PrepareC
                              build_config)
 from pipeline.download import COMPETITION
 from pipeline.files import COMPETITION_SIZE, write_bytes, write_json, write_text
-from pipeline.generate import label_weights, write_submission
+from pipeline.generate import write_submission
 from pipeline.layout import CompetitionDirs, find_competition_dirs
 from pipeline.prepare import prepare
 from pipeline.runtime import pick_device, setup_runtime
+from pipeline.sampling import label_weights
 from pipeline.validate import validate_zip
 
 ROOT_ENV = "KAGGLE_ROOT"

@@ -194,7 +194,7 @@ def breed_grid(checkpoint: dict, n_breeds: int, truncation: float, seed: int = 0
     import torch
 
     from pipeline.checkpoint import generator_from
-    from pipeline.generate import truncated_normal
+    from pipeline.sampling import truncated_normal
 
     n_classes = checkpoint["n_classes"]
     if n_classes == 0:

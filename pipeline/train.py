@@ -42,6 +42,7 @@ from pipeline.metrics.features import FeatureNetworkError
 from pipeline.models import build_model, to_pixels
 from pipeline.models.layers import cached_spectral_norms
 from pipeline.runtime import Runtime, setup_runtime, unwrap
+from pipeline.sampling import sample_labels
 
 
 class DeviceData:
@@ -379,10 +380,7 @@ class Evaluator:
         g = torch.Generator().manual_seed(seed)
         self.network, self.stats, self.score_cfg = network, stats, score_cfg
         self.z = torch.randn(n_images, z_dim, generator=g)
-        self.y = None
-        if label_counts is not None:
-            weights = torch.as_tensor(label_counts, dtype=torch.float64)
-            self.y = torch.multinomial(weights / weights.sum(), n_images, replacement=True, generator=g)
+        self.y = sample_labels(n_images, label_counts, g) if label_counts is not None else None
         self.best_mifid, self.best_step = math.inf, -1
 
     @torch.no_grad()

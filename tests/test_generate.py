@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from pipeline import generate as gen
+from pipeline import sampling
 from pipeline.validate import validate_zip
 from tests.test_train import cfg_for, run_train
 
@@ -19,28 +20,6 @@ def checkpoint(tmp_path_factory):
     return tmp / "ck.pt"
 
 
-def test_truncated_normal_stays_inside_the_threshold():
-    z = gen.truncated_normal((2000, 8), 0.8, torch.Generator().manual_seed(0))
-    assert float(z.abs().max()) < 0.8
-    assert 0.2 < float(z.std()) < 0.6  # much narrower than N(0, 1) but not collapsed
-    full = gen.truncated_normal((2000, 8), 0.0, torch.Generator().manual_seed(0))
-    assert float(full.abs().max()) > 2.5
-
-
-def test_truncated_normal_draws_as_redrawing_the_whole_tensor_does():
-    """Redrawing only the values still outside gives exactly what the plain definition gives: redraw every
-    value outside the threshold, over the whole tensor, until none is (the same draws in the same places)."""
-    def by_definition(shape, threshold, generator):
-        z = torch.randn(shape, generator=generator)
-        while (outside := z.abs() >= threshold).any():
-            z[outside] = torch.randn(int(outside.sum()), generator=generator)
-        return z
-
-    for threshold in (0.05, 0.8, 2.0):
-        assert torch.equal(gen.truncated_normal((300, 7), threshold, torch.Generator().manual_seed(3)),
-                           by_definition((300, 7), threshold, torch.Generator().manual_seed(3)))
-
-
 def test_options_are_checked_as_their_params_keys(checkpoint, tmp_path, capsys):
     base = ["--checkpoint", str(checkpoint), "--out", str(tmp_path / "x.zip"), "--device", "cpu", "--no-progress"]
     for extra, message in ((["--n", "0"], "generate.n: 0 is out of range"),
@@ -50,13 +29,6 @@ def test_options_are_checked_as_their_params_keys(checkpoint, tmp_path, capsys):
         assert gen.main(base + extra) == 2
         assert message in capsys.readouterr().err
     assert not (tmp_path / "x.zip").exists()
-
-
-def test_labels_follow_the_weights():
-    labels = gen.sample_labels(10_000, np.array([3.0, 1.0, 0.0]), torch.Generator().manual_seed(0))
-    counts = np.bincount(labels.numpy(), minlength=3)
-    assert counts[2] == 0
-    assert abs(counts[0] / 10_000 - 0.75) < 0.02
 
 
 def test_ten_thousand_valid_images_and_the_same_bytes_for_the_same_seed(checkpoint, tmp_path, capsys):
@@ -127,9 +99,9 @@ def test_label_weights_follow_the_training_counts(checkpoint):
 
     ck = load_checkpoint(checkpoint)
     assert ck["extra"]["label_counts"] == [24, 24]
-    assert list(gen.label_weights(ck, "proportional", None)) == [24.0, 24.0]
-    assert list(gen.label_weights(ck, "uniform", None)) == [1.0, 1.0]
-    assert list(gen.label_weights(ck, "uniform", "Bright")) == [1.0, 0.0]
+    assert list(sampling.label_weights(ck, "proportional", None)) == [24.0, 24.0]
+    assert list(sampling.label_weights(ck, "uniform", None)) == [1.0, 1.0]
+    assert list(sampling.label_weights(ck, "uniform", "Bright")) == [1.0, 0.0]
 
 
 def test_bf16_generation_stays_within_a_few_levels_of_fp32():

@@ -8,6 +8,7 @@ import torch
 from PIL import Image
 
 from pipeline import generate as gen
+from pipeline import sampling
 from pipeline import walks as W
 from pipeline.config import build_config
 from pipeline.models import build_model
@@ -93,10 +94,10 @@ def test_walk_end_frames_are_the_images_of_the_end_latents(n_classes):
     assert frames.shape == (9, 4, 64, 64, 3) and frames.dtype == np.uint8 and len(captions) == 4
     # the same draws as walk_frames makes, by hand
     g = torch.Generator().manual_seed(3)
-    z = gen.truncated_normal((3, 4, G.z_dim), 0.8, g)
+    z = sampling.truncated_normal((3, 4, G.z_dim), 0.8, g)
     if n_classes:
-        top = gen.sample_labels(2, weights, g)
-        walk = gen.sample_labels(6, weights, g).reshape(3, 2)
+        top = sampling.sample_labels(2, weights, g)
+        walk = sampling.sample_labels(6, weights, g).reshape(3, 2)
         y_first = torch.cat([top, walk[0]])
         y_last = torch.cat([top, walk[-1]])
         z_first = torch.cat([z[0, :2], z[0, 2:]])
