@@ -36,11 +36,21 @@ class DownloadError(RuntimeError):
     """The raw data could not be obtained; the message says what to do."""
 
 
-NO_CREDENTIALS = f"""no Kaggle credentials found, so the competition data cannot be downloaded.
-Create an API token on https://www.kaggle.com/settings (section "API") and either save the downloaded
+GET_CREDENTIALS = """Create an API token on https://www.kaggle.com/settings (section "API") and either save the downloaded
 kaggle.json as ~/.kaggle/kaggle.json (chmod 600), or export KAGGLE_USERNAME and KAGGLE_KEY (or
-KAGGLE_API_TOKEN). Alternatively use a copy already on disk: `python -m pipeline.download --from DIR`
-(e.g. /kaggle/input/{COMPETITION}), or run everything offline on the demo data (data.source: demo)."""
+KAGGLE_API_TOKEN)"""  # how to get credentials; what follows it (".", ", then ...") is the caller's
+
+
+def no_credentials(cannot: str, then: str) -> str:
+    """The message for missing credentials: what ``cannot`` be done, how to get them, and ``then`` (the rest of
+    the sentence: what to do next)."""
+    return f"no Kaggle credentials found, so {cannot}.\n{GET_CREDENTIALS}{then}"
+
+
+NO_CREDENTIALS = no_credentials(
+    "the competition data cannot be downloaded",
+    f""". Alternatively use a copy already on disk: `python -m pipeline.download --from DIR`
+(e.g. /kaggle/input/{COMPETITION}), or run everything offline on the demo data (data.source: demo).""")
 
 RULES_NOT_ACCEPTED = f"""Kaggle refused the download (HTTP 403): this account has not accepted the rules of the
 competition. Sign in, open {RULES_URL}, click "I Understand and Accept", then run this again.

@@ -375,10 +375,7 @@ def manual_upload(built: BuiltKernel) -> str:
     )
 
 
-NO_CREDENTIALS = """no Kaggle credentials found, so the kernel cannot be pushed.
-Create an API token on https://www.kaggle.com/settings (section "API") and either save the downloaded
-kaggle.json as ~/.kaggle/kaggle.json (chmod 600), or export KAGGLE_USERNAME and KAGGLE_KEY (or
-KAGGLE_API_TOKEN), then run `python -m pipeline.kernel push` again."""
+NO_CREDENTIALS = download.no_credentials("the kernel cannot be pushed", ", then run `python -m pipeline.kernel push` again.")
 
 NO_USER = """no Kaggle user name: set kernel.username in params.yaml (or pass --username), or use credentials that
 name the user (kaggle.json's "username", or KAGGLE_USERNAME)."""
@@ -393,9 +390,7 @@ def explain_push_error(exc: BaseException) -> str:
     if isinstance(exc, requests.exceptions.HTTPError) and exc.response is not None:
         status = exc.response.status_code
         if status == 401:
-            return ("Kaggle rejected the credentials (HTTP 401). Create a new API token on "
-                    "https://www.kaggle.com/settings and replace ~/.kaggle/kaggle.json "
-                    "(or KAGGLE_USERNAME / KAGGLE_KEY).")
+            return download.BAD_CREDENTIALS
         if status == 403:
             return ("Kaggle refused the push (HTTP 403): the id's user is not the user of the credentials, or the "
                     "competition's rules are not accepted (https://www.kaggle.com/competitions/"
