@@ -119,7 +119,7 @@ def test_low_precision_logits_give_float32(name):
         assert loss.g(real, fake).dtype == torch.float32
 
 
-def test_registry():
+def test_registry_holds_the_three_losses():
     assert set(LOSSES) == {"bce", "hinge", "rals"}
     assert all(isinstance(v, GanLoss) and v.name == k for k, v in LOSSES.items())
     with pytest.raises(KeyError, match="bce, hinge, rals"):
