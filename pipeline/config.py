@@ -204,6 +204,14 @@ class ScoreConfig:
     frechet: Literal["sqrtm", "eigh"] = "sqrtm"
 
 
+@dataclass(frozen=True)
+class ReportConfig:
+    """Section ``report``: what the memorization report shows (it scores with the ``score`` section)."""
+
+    closest: int = field(default=16, metadata=_range(1, 1000))  # generated images closest to a training crop, shown
+    breeds: int = field(default=12, metadata=_range(1, 120))  # rows of the per-breed grid: the most frequent breeds
+
+
 KAGGLE_RUN_LIMIT_MIN = 540.0  # Kaggle stops a kernel after 9 hours
 
 
@@ -257,7 +265,7 @@ class KernelConfig:
 # Every stage section, by name. Later stages add theirs here.
 SECTIONS: dict[str, type] = {
     "data": DataConfig, "prepare": PrepareConfig, "train": TrainConfig, "generate": GenerateConfig,
-    "score": ScoreConfig,
+    "score": ScoreConfig, "report": ReportConfig,
 }
 SECTIONS["kernel"] = KernelConfig  # its own line, so other stages' additions above merge cleanly
 

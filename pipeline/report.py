@@ -31,8 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.config import (ConfigError, GenerateConfig, ScoreConfig, add_config_arguments, config_from_args,
-                             load_config)
+from pipeline.config import (ConfigError, GenerateConfig, ReportConfig, ScoreConfig, add_config_arguments,
+                             config_from_args, load_config)
 from pipeline.errors import error_text
 from pipeline.files import Dataset, load_dataset, require_competition_size, write_bytes, write_text
 from pipeline.images import image_grid, png_bytes
@@ -304,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
         description="Memorization report of a submission zip: would Kaggle call it a memorizer, and which images "
         "make it so? Writes a self-contained HTML page and a PNG (the closest generated images beside their nearest "
         "training crops, the histogram of distances with Kaggle's eps, the verdict, samples per breed). Reads the "
-        "'score' section of the params (network, eps, ...) and generate.truncation.",
+        "'score' section of the params (network, eps, ...), the 'report' section and generate.truncation.",
     )
     parser.add_argument("--submission", required=True, metavar="ZIP",
                         help="the submission, e.g. submissions/images.zip")
@@ -316,10 +316,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--cache", default="data/reference", metavar="DIR",
                         help="cache of reference statistics and submission features, shared with the score stage "
                              "(default: %(default)s)")
-    parser.add_argument("--closest", type=int, default=16, metavar="K",
-                        help="how many of the closest generated images to show (default: %(default)s)")
-    parser.add_argument("--breeds", type=int, default=12, metavar="B",
-                        help="rows of the per-breed grid: the B most frequent breeds (default: %(default)s)")
+    parser.add_argument("--closest", type=int, metavar="K",
+                        help="how many of the closest generated images to show (default: report.closest, 16)")
+    parser.add_argument("--breeds", type=int, metavar="B",
+                        help="rows of the per-breed grid: the B most frequent breeds (default: report.breeds, 12)")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default: %(default)s)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_config_arguments(parser, "score")
@@ -328,14 +328,16 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = config_from_args(args, "score")
         gen_cfg: GenerateConfig = load_config("generate", args.params)
-        if args.closest < 1 or args.breeds < 1:
-            raise ConfigError("--closest and --breeds must be at least 1")
+        # --closest and --breeds are the report section's keys, checked as params are
+        shown: ReportConfig = load_config("report", args.params, [f"{key}={value}" for key, value in
+                                                                  (("closest", args.closest), ("breeds", args.breeds))
+                                                                  if value is not None])
         try:
             device = pick_device(args.device)
         except RuntimeError as exc:
             raise ConfigError(str(exc)) from None
         m = build_report(args.submission, args.reference, cfg, args.cache, args.out, args.checkpoint,
-                         gen_cfg.truncation, args.closest, args.breeds, device, progress=not args.no_progress)
+                         gen_cfg.truncation, shown.closest, shown.breeds, device, progress=not args.no_progress)
     except (ValueError, FeatureNetworkError, OSError) as exc:  # ConfigError, SubmissionError, unwritable --out ...
         print(f"error: {error_text(exc)}", file=sys.stderr)
         return 2

@@ -90,3 +90,21 @@ def test_bad_zip_and_missing_checkpoint_exit_2(tmp_path, capsys):
     assert run_report(tmp_path, sub, reference, "--checkpoint", str(tmp_path / "none.pt")) == 2
     assert "no checkpoint here" in capsys.readouterr().err
     assert not (tmp_path / "reports").exists()
+
+
+def test_what_the_report_shows_comes_from_its_params_section(tmp_path, capsys):
+    """report.closest in the params file sets the table's length; --closest overrides it, checked as the key."""
+    reference = write_dataset(tmp_path / "dogs64.npz", pictures(N_REF, 0))
+    sub = write_zip(tmp_path / "ok.zip", pictures(N_GEN, 1))
+    params = tmp_path / "report.yaml"
+    params.write_text("report:\n  closest: 3\n")
+    args = [str(a) for a in ("--submission", sub, "--reference", reference, "--out", tmp_path / "reports", "--cache",
+                             tmp_path / "cache", "--device", "cpu", "--no-progress", "--params", params,
+                             "--set", "network=standin", "--set", f"expected_images={N_GEN}")]
+    assert report.main(args) == 0
+    rows = re.findall(r"<br>image #\d+</td>", (tmp_path / "reports" / report.HTML_NAME).read_text())
+    assert len(rows) == 3
+    assert report.main(args + ["--closest", "5"]) == 0
+    assert len(re.findall(r"<br>image #\d+</td>", (tmp_path / "reports" / report.HTML_NAME).read_text())) == 5
+    assert report.main(args + ["--closest", "0"]) == 2
+    assert "report.closest: 0 is out of range" in capsys.readouterr().err
