@@ -12,6 +12,10 @@
 set -uo pipefail
 out=${1:?usage: bash bench/gpu_suite.sh OUT_DIR [tests|train|ops|compile-dcgan|compile-progan|compile-biggan64|graphs|graphs-bf16|check|profile|submission|png|imports|eval|kernel|kernel-graphs ...]}; shift
 parts=${*:-tests train submission}
+known=" tests train ops compile-dcgan compile-progan compile-biggan64 graphs graphs-bf16 check profile submission png imports eval kernel kernel-graphs "
+for part in $parts; do  # a typo must not surface after minutes of borrowed GPU time on the parts before it
+  [[ $known == *" $part "* ]] || { echo "unknown part: $part; known parts:$known" >&2; exit 2; }
+done
 mkdir -p "$out"
 export PYTHONUNBUFFERED=1
 py=${PYTHON:-python3}
@@ -74,6 +78,7 @@ for part in $parts; do
     eval)  # what the in-training MiFID (Inception, every 5000 steps) adds to the 1st-place BigGAN run
       $py bench/eval_bench.py --defaults --device cuda --batch 32 --network inception \
         --json "$out/eval_bench.json" 2>&1 | grep -v "it/s]" | tee "$out/eval_bench.log" ;;
+    *) echo "unknown part: $part (add it to 'known' above and to the usage)" >&2; exit 2 ;;
   esac
 done
 echo "=== done $(date -u +%T)"

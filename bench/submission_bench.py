@@ -131,9 +131,11 @@ def score_command(work: Path, zp: Path, device: str, n: int, n_ref: int, network
     cache = work / "reference_cache"
     for old in cache.glob("*.npz"):
         old.unlink()
+    params = work / "no-params.yaml"  # empty: every setting takes its built-in default (a named file must exist)
+    params.write_text("# empty: built-in defaults\n")
     cmd = [sys.executable, "-m", "pipeline.score", "--submission", str(zp), "--reference", str(ref),
            "--metrics", str(work / "score.json"), "--leaderboard-dir", str(work), "--cache", str(cache),
-           "--device", device, "--no-progress", "--params", str(work / "no-params.yaml"),  # absent: defaults
+           "--device", device, "--no-progress", "--params", str(params),
            "--set", f"score.network={network}", "--set", f"score.expected_images={n}",
            "--set", f"score.frechet={frechet}"]
     if network == "inception":
