@@ -148,8 +148,9 @@ def rand_translation(x: Tensor, generator: torch.Generator | None = None, ratio:
 def rand_cutout(x: Tensor, generator: torch.Generator | None = None, ratio: float = CUTOUT_RATIO) -> Tensor:
     """Zero a (ratio * H) x (ratio * W) rectangle (32 x 32 for 64 px) centred uniformly over the image.
 
-    As in the reference implementation, the centre is an integer in [0, size] for even sizes ([0, size - 1]
-    for odd), so the rectangle can run up to half its size past a border and is clipped there.
+    As in the reference implementation, the centre is an integer in [0, size] when the rectangle's side is
+    even ([0, size - 1] when it is odd), so the rectangle can run up to half its side past a border and is
+    clipped there.
     """
     _, _, h, w = x.shape
     ch, cw = int(h * ratio + 0.5), int(w * ratio + 0.5)

@@ -89,17 +89,20 @@ class TrainConfig:
     label_smoothing: float = field(default=0.1, metadata=_range(0.0, 0.5))  # bce only: real target 1 - this
     aux_class_weight: float = field(default=0.0, metadata=_range(0.0, None))  # > 0: D also classifies the breed
     batch_size: int = field(default=32, metadata=_range(1, 4096))  # per process
-    epochs: float = field(default=130.0, metadata=_range(0.0, None))  # passes over the data set
+    # passes over the data set, counted in G updates (epochs x images / batch_size of them); with d_steps > 1,
+    # D reads d_steps times as many real images
+    epochs: float = field(default=130.0, metadata=_range(0.0, None))
     lr_g: float = field(default=3e-4, metadata=_range(0.0, 1.0))
     lr_d: float = field(default=3e-4, metadata=_range(0.0, 1.0))
     beta1: float = field(default=0.0, metadata=_range(0.0, 0.9999))
     beta2: float = field(default=0.999, metadata=_range(0.0, 0.9999))
     d_steps: int = field(default=1, metadata=_range(1, 10))  # D updates per G update
-    cosine_restart_epochs: float = field(default=0.0, metadata=_range(0.0, None))  # 0: constant lr
+    cosine_restart_epochs: float = field(default=0.0, metadata=_range(0.0, None))  # as epochs counts them; 0: constant lr
     ema_decay: float = field(default=0.999, metadata=_range(0.0, 0.99999))  # 0: no EMA (G_ema = G)
     augment: str = ""  # DiffAugment policy, e.g. "color,translation,cutout"; "" = none
     hflip: bool = True  # random horizontal flips of the real images
-    real_noise: float = field(default=0.0, metadata=_range(0.0, 1.0))  # uniform noise added to real images
+    # uniform noise in [-real_noise, real_noise] added to real images on the [-1, 1] scale (one level: 2/255)
+    real_noise: float = field(default=0.0, metadata=_range(0.0, 1.0))
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: see runtime.pick_amp_dtype
     channels_last: bool = True  # GPU only
     compile: bool = False  # torch.compile the models (GPU)
@@ -133,7 +136,7 @@ def sample_grid_warning(steps: float, sample_every: int) -> str | None:
             f"(about 1 MB each); e.g. train.sample_every={max(1, round(steps / 200))} keeps it near 200")
 
 
-EVAL_EVERY_GPU = 5000  # recommended train.eval_every on a GPU (1st-place schedule: 89,375 steps, 18 evaluations)
+EVAL_EVERY_GPU = 5000  # recommended train.eval_every on a GPU (1st-place schedule: 89,867 steps, 18 evaluations)
 
 
 def _build_train(values: dict[str, Any] | None) -> TrainConfig:

@@ -203,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         if out is not None:
             grid_path = Path(args.grid) if args.grid else out.with_name(f"{out.stem}_grid.png")
             write_submission(ck, net, cfg, n, seed, weights, out, grid_path, device, not args.no_progress, phases)
-            print(f"generate: {n} images from {ck['model']} (step {ck['step']}, {'EMA' if cfg.use_ema else 'raw'} G, "
+            print(f"generate: {n} images from {ck['model']} (step {ck['step']}, {'EMA' if cfg.use_ema and ck['G_ema'] is not None else 'raw'} G, "
                   f"truncation {cfg.truncation}) in {time.monotonic() - t0:.1f} s; wrote {out} and {grid_path}")
         if args.walk:
             kind = "latent walks (top) and breed walks (bottom)" if ck["n_classes"] else "latent walks"

@@ -179,7 +179,7 @@ def generate_submission(checkpoint: Path, cfg: GenerateConfig, zip_path: Path, g
     device = pick_device("auto")
     net = generator_from(ck, ema=cfg.use_ema).to(device)
     write_submission(ck, net, cfg, cfg.n, cfg.seed, weights, zip_path, grid_path, device, progress)
-    return {"images": cfg.n, "model": ck["model"], "step": ck["step"], "ema": cfg.use_ema,
+    return {"images": cfg.n, "model": ck["model"], "step": ck["step"], "ema": cfg.use_ema and ck["G_ema"] is not None,
             "truncation": cfg.truncation, "device": str(device)}
 
 

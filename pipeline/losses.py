@@ -37,7 +37,9 @@ def bce_d(real_logits: Tensor, fake_logits: Tensor, smoothing: float = 0.0) -> T
     """BCE with logits: real target ``1 - smoothing`` (one-sided label smoothing), fake target 0.
 
     The two terms are means over their own batch, summed (not averaged): with logits 0 the loss is
-    2 log 2.
+    2 log 2. One-sided: with the fake target smoothed too, D's optimum would keep some "real" probability
+    where only G's samples lie, and G would not be pushed away from there (Salimans et al. 2016). With smoothing, the real
+    term cannot go below the entropy of the target (0.325 at 0.1), so neither can D's loss.
     """
     real, fake = _f32(real_logits, fake_logits)
     real_loss = F.binary_cross_entropy_with_logits(real, torch.full_like(real, 1.0 - smoothing))

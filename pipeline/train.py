@@ -178,7 +178,7 @@ def real_batch(data: DeviceData, cfg: TrainConfig, rt: Runtime) -> tuple[torch.T
     x, y = data.batch(cfg.batch_size)
     if cfg.hflip:
         x = random_hflip(x)
-    if cfg.real_noise > 0:  # 2nd place: uniform noise on the real images
+    if cfg.real_noise > 0:  # 2nd place: uniform noise on the real images (one 8-bit level is 2/255 = 0.0078 here)
         x = x + (torch.rand_like(x) * 2 - 1) * cfg.real_noise
     return rt.images(x), y
 
@@ -186,14 +186,23 @@ def real_batch(data: DeviceData, cfg: TrainConfig, rt: Runtime) -> tuple[torch.T
 def train_step(p: Parts, data: DeviceData, cfg: TrainConfig, rt: Runtime, step: int = 0) -> dict[str, torch.Tensor]:
     """``d_steps`` discriminator updates, then one generator update.
 
-    Returns the losses of the last ones and the mean D logits as 0-d tensors on the device: reading
-    them (``float``) waits for the GPU, so the loop does it only when it logs (see :func:`as_floats`).
+    step: the steps already done (0-based); the EMA's warm-up reads it (``ema.ema_decay_at``), so a loop of
+    its own must pass it: left at 0, the decay would stay at step 0's 0.1, and G_ema would be nearly a copy of G
+    rather than an average.
+
+    Returns 0-d tensors on the device: ``loss_d`` (the last D update's), ``loss_g``, ``d_real`` (the mean
+    logit of the real images in the last D update, before it) and ``d_fake`` (the mean logit of the G step's
+    fakes, by D after its updates). The two logits come from different Ds and batches: their gap is not D's
+    margin on one batch. Reading them (``float``) waits for the GPU, so the loop does it only when it logs
+    (see :func:`as_floats`).
     """
     loss = get_loss(cfg.loss)
     z_dim = unwrap(p.G).z_dim
     cond = p.n_classes > 0
-    G_plain, D_plain = p.G_local, p.D_local
-    D_params = unwrap(p.D)
+    # G_nosync, D_nosync: the models without the DDP wrapper (compiled, with train.compile), for the passes
+    # that must not synchronise gradients across processes; D_module: D itself, to switch its gradients
+    G_nosync, D_nosync = p.G_local, p.D_local
+    D_module = unwrap(p.D)
     if cfg.compile and cfg.compile_mode in CUDA_GRAPH_MODES:
         # a new iteration for CUDA graph trees: the memory of the last step's graph outputs may be reused
         torch.compiler.cudagraph_mark_step_begin()
@@ -209,12 +218,15 @@ def train_step(p: Parts, data: DeviceData, cfg: TrainConfig, rt: Runtime, step: 
             real, y = real_batch(data, cfg, rt)
             y_fake = data.random_labels(cfg.batch_size)
             z = torch.randn(cfg.batch_size, z_dim, device=rt.device)
-            with cached_spectral_norms(D_params, enabled=not cfg.compile):
+            with cached_spectral_norms(D_module, enabled=not cfg.compile):
                 with rt.autocast():
                     with torch.no_grad():
-                        fake = G_plain(z, y_fake if cond else None)
+                        fake = G_nosync(z, y_fake if cond else None)
                     # one D pass over real and fake together: a single forward per backward is what DDP
-                    # expects; augmented together too (each image draws its own augmentation): fewer launches
+                    # expects; augmented together too (each image draws its own augmentation): fewer launches.
+                    # A D with batch norm (dcgan) thus normalises over a half-real, half-fake batch here and
+                    # over fakes alone in the G step (the DCGAN paper fed separate batches); BigGAN's and
+                    # ProGAN's D have no batch norm, so for them the joint pass changes nothing
                     both = rt.images(aug(torch.cat([real, fake.to(real.dtype)])))
                     logits, cls = p.D(both, torch.cat([y, y_fake]) if cond else None)
                     real_logits, fake_logits = logits[: len(real)], logits[len(real):]
@@ -229,7 +241,7 @@ def train_step(p: Parts, data: DeviceData, cfg: TrainConfig, rt: Runtime, step: 
             p.scaler_d.update()
 
         # G step: D is only a critic here, so its weights need no gradients (and no DDP sync)
-        D_params.requires_grad_(False)
+        D_module.requires_grad_(False)
         try:
             y_fake = data.random_labels(cfg.batch_size)
             z = torch.randn(cfg.batch_size, z_dim, device=rt.device)
@@ -239,11 +251,11 @@ def train_step(p: Parts, data: DeviceData, cfg: TrainConfig, rt: Runtime, step: 
                     # relativistic losses compare with the real logits of the updated D (constants for G);
                     # cached: D's spectral norms are computed once for both passes, not twice
                     with parametrize.cached():
-                        fake_logits, fake_cls = D_plain(aug(rt.images(fake)), y_fake if cond else None)
+                        fake_logits, fake_cls = D_nosync(aug(rt.images(fake)), y_fake if cond else None)
                         with torch.no_grad():
-                            real_logits, _ = D_plain(aug(real), y if cond else None)
+                            real_logits, _ = D_nosync(aug(real), y if cond else None)
                 else:  # the other losses ignore them: no third D pass (the D step's real logits are reported)
-                    fake_logits, fake_cls = D_plain(aug(rt.images(fake)), y_fake if cond else None)
+                    fake_logits, fake_cls = D_nosync(aug(rt.images(fake)), y_fake if cond else None)
                     real_logits = None
                 d_fake = fake_logits.detach().float().mean()
                 loss_g = loss.g(real_logits, fake_logits)
@@ -252,7 +264,7 @@ def train_step(p: Parts, data: DeviceData, cfg: TrainConfig, rt: Runtime, step: 
             p.opt_g.zero_grad(set_to_none=True)
             p.scaler_g.scale(loss_g).backward()
         finally:
-            D_params.requires_grad_(True)
+            D_module.requires_grad_(True)
     p.scaler_g.step(p.opt_g)
     p.scaler_g.update()
     if p.G_ema is not None:
@@ -659,7 +671,8 @@ def train(
 
     ``evaluation`` (and ``cfg.eval_every > 0``): MiFID every ``eval_every`` steps and at the end, the best
     checkpoint in ``evaluation.best_out``. Returns a summary: steps done, whether stopped by the budget,
-    images/s, last losses, and the best MiFID and its step when evaluating.
+    images/s (real images read by D: batch_size x d_steps per step and process), last losses, and the best
+    MiFID and its step when evaluating.
     """
     t_start = time.monotonic()
     run = start_run(ds, cfg, out, rt, resume=resume, live_dir=live_dir, logger=logger, samples_dir=samples_dir,

@@ -89,6 +89,15 @@ def test_use_ema_grid_and_label_sampling_options(checkpoint, tmp_path, capsys):
     assert zips["uniform"] == zips["ema"]
 
 
+def test_a_run_without_ema_is_said_to_sample_the_raw_generator(tmp_path, capsys):
+    """train.ema_decay 0 keeps no G_ema: generate samples G and must not call it the EMA generator."""
+    run_train(tmp_path, cfg_for("dcgan", epochs=0.2, ema_decay=0.0))
+    assert gen.main(["--checkpoint", str(tmp_path / "ck.pt"), "--out", str(tmp_path / "x.zip"), "--n", "4",
+                     "--no-progress", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "raw G" in out and "EMA G" not in out
+
+
 def test_missing_checkpoint_is_a_clear_error(tmp_path, capsys):
     assert gen.main(["--checkpoint", str(tmp_path / "none.pt"), "--out", str(tmp_path / "x.zip")]) == 2
     assert "no checkpoint here" in capsys.readouterr().err

@@ -76,8 +76,10 @@ def frechet_distance(
 
         ||mu1 - mu2||^2 + Tr(sigma1 + sigma2 - 2 sqrtm(sigma1 sigma2))
 
-    mu: [D]; sigma: [D, D]. If the square root of the product is not finite (a singular product),
-    ``eps`` is added to both diagonals and it is taken again. Rounding leaves a tiny imaginary part,
+    mu: [D]; sigma: [D, D]. If the square root of the product is not finite, ``eps`` is added to both
+    diagonals and it is taken again, as Kaggle's scorer did. Kaggle's scipy (2019) failed that way on
+    singular products; scipy 1.17 returns a finite root for them, so here the offset practically never
+    applies (README, "How close to Kaggle's scorer"). Rounding leaves a tiny imaginary part,
     which is dropped; an imaginary diagonal entry larger than 1e-3 means the inputs are not valid
     covariances (or are badly conditioned) and raises ``ValueError``.
     """
@@ -130,7 +132,9 @@ class CovarianceRoot:
 
     root:     float64 [D, D], symmetric, ``root @ root == sigma`` (negative rounding eigenvalues taken as 0)
     singular: True when ``sigma`` is singular to rounding (smallest eigenvalue <= D * 2.2e-16 * largest):
-              then Kaggle's computation may need its 1e-6 offset, which eigh does not reproduce
+              then the product is singular, where the trace from eigenvalues and scipy's sqrtm can differ
+              (and Kaggle's 2019 scipy needed its 1e-6 offset), so :func:`frechet_distance_eigh` leaves
+              such cases to :func:`frechet_distance`
     """
 
     root: np.ndarray
@@ -169,9 +173,9 @@ def frechet_distance_eigh(
     roots of that matrix's eigenvalues: two matrix products and one ``eigvalsh`` instead of a Schur
     decomposition. ``root2``: :func:`covariance_root` of sigma2 when already known (the reference's is cached).
 
-    Where either covariance is singular, Kaggle's computation may have added ``eps`` to the diagonals (a product
-    without a square root), which this does not reproduce: then the distance is taken with
-    :func:`frechet_distance` itself. Returns (FID, the method that gave it: "eigh" or ``EIGH_FALLBACK``).
+    Where either covariance is singular, so is the product: there the number is scipy's, as the default
+    method gives it, and the distance is taken with :func:`frechet_distance` itself (which adds ``eps`` if
+    scipy's root is not finite, as Kaggle's 2019 scipy's was for singular products). Returns (FID, the method that gave it: "eigh" or ``EIGH_FALLBACK``).
     """
     mu1, sigma1, mu2, sigma2 = _check_gaussians(mu1, sigma1, mu2, sigma2)
     root2 = covariance_root(sigma2) if root2 is None else root2
