@@ -98,6 +98,15 @@ class Runtime:
         dist.all_reduce(t)
         return float(t.item()) / self.world_size
 
+    def any_process(self, flag: bool) -> bool:
+        """Whether ``flag`` is true in any process: a decision that every process must take alike (stopping
+        for the time budget). Costs a collective and a device sync under DDP; the flag itself where alone."""
+        if not self.distributed:
+            return flag
+        t = torch.tensor([1.0 if flag else 0.0], device=self.device)
+        dist.all_reduce(t, op=dist.ReduceOp.MAX)
+        return bool(t.item() > 0)
+
     def barrier(self) -> None:
         if self.distributed:
             dist.barrier()

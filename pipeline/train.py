@@ -684,8 +684,12 @@ def train(
     images_seen, t_loop, last = 0, time.monotonic(), {}
     try:
         while run.step < run.steps:
+            # the evaluation the next step would end with, the last step's included (it scores the final G)
             next_eval_s = run.eval_s if run.eval_due(run.step + 1) else 0.0
-            if out_of_time(time.monotonic() - t_start, run.step_s, run.checkpoint_s, next_eval_s, budget_s):
+            over = out_of_time(time.monotonic() - t_start, run.step_s, run.checkpoint_s, next_eval_s, budget_s)
+            # under DDP every rank must stop at the same step (else the others wait in a collective forever);
+            # the checkpoint and evaluation times are rank 0's, so the ranks ask each other: only with a budget
+            if budget_s < math.inf and rt.any_process(over):
                 stopped_by_budget = True
                 break
             t0 = time.monotonic()
@@ -710,7 +714,7 @@ def train(
     if rt.is_main:
         run.checkpoint()
         if run.samples_dir:
-            if run.step % cfg.sample_every != 0:  # stopped early: the grid of where it stopped
+            if stopped_by_budget and run.step % cfg.sample_every != 0:  # stopped between grids: where it stopped
                 run.sample(log=False)
             write_progress(run.samples_dir)
     rt.barrier()

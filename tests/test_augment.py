@@ -222,7 +222,7 @@ def test_random_hflip_flips_about_half():
 # --- differentiability -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("policy", ["color", "translation", "cutout", "color,translation,cutout"])
+@pytest.mark.parametrize("policy", sorted(AUGMENTATIONS) + ["color,translation,cutout"])  # every part, and all
 def test_gradcheck(policy):
     # the random draws do not depend on x, so with a fresh seeded generator each call is a fixed function
     x = images(n=2, c=3, h=6, w=6).double().requires_grad_(True)

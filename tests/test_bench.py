@@ -169,7 +169,7 @@ SUITE = BENCH / "gpu_suite.sh"
 
 
 def test_gpu_suite_is_valid_bash():
-    """Only run on a GPU machine, where a syntax error costs lent minutes."""
+    """The suite itself runs only on a GPU machine, where a syntax error would cost lent minutes."""
     proc = subprocess.run(["bash", "-n", str(SUITE)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
 
@@ -199,7 +199,8 @@ def test_gpu_suite_usage_lists_exactly_its_parts():
     branches = {p for label in re.findall(r"^ {4}([\w|-]+)\)", text, re.M) for p in label.split("|")}
     default = set(re.search(r"parts=\$\{\*:-([\w ]+)\}", text)[1].split())
     known = set(re.search(r'^known=" ([\w -]+) "$', text, re.M)[1].split())
-    assert usage == header == branches == known
+    readme = set(re.search(r"gpu_suite\.sh\s+OUT_DIR \[([\w -]+)\]", (REPO / "README.md").read_text())[1].split())
+    assert usage == header == branches == known == readme
     assert default <= branches
 
 

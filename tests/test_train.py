@@ -312,6 +312,25 @@ def test_cli_reports_bad_params(tmp_path):
     assert "train.model: 'stylegan' is not a known model; choose one of biggan, dcgan, progan" in out.stderr
 
 
+def _torchrun(cmd: list[str], timeout: float) -> subprocess.CompletedProcess:
+    """Run ``cmd`` (a torchrun command) with one CPU thread per process; on a timeout, kill its workers too
+    (a hung collective would otherwise leave them running after the test)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.terminate()  # torchrun's agent stops its workers on SIGTERM (they run in sessions of their own)
+        try:
+            out, err = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            out, err = proc.communicate()
+        pytest.fail(f"torchrun did not finish in {timeout} s:\n{out[-2000:]}\n{err[-2000:]}")
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("model", ["dcgan", "progan", "biggan"])
 def test_two_process_ddp_on_cpu(tmp_path, model):
@@ -324,12 +343,32 @@ def test_two_process_ddp_on_cpu(tmp_path, model):
     _write_params(tmp_path, epochs=1.0, model=model)  # 48 images / (8 x 2 processes) = 3 steps
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
            "-m", "pipeline.train", *_cli(tmp_path)[3:], "--device", "cpu"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    out = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300, env=env)
+    out = _torchrun(cmd, timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr
     ck = load_checkpoint(tmp_path / "ck.pt")
     assert ck["step"] == ck["total_steps"] == 3
     assert out.stdout.count("train: 3/3 steps") == 1  # only rank 0 reports
+
+
+@pytest.mark.slow
+def test_two_process_ddp_stops_for_the_time_budget_on_the_same_step(tmp_path):
+    """Only rank 0 evaluates and writes checkpoints, so only rank 0 counts their time against the budget: if
+    each rank decided alone, rank 0 would stop first and rank 1 would wait in its next gradient all-reduce."""
+    import yaml
+
+    save_dataset(tmp_path / "d.npz", tiny_dataset())
+    _write_params(tmp_path, epochs=10_000.0, time_budget_min=0.1, eval_every=3, eval_images=3000)
+    params = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    params["score"] = {"network": "standin"}  # an evaluation of about a second on rank 0, every third step
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29518",
+           "-m", "pipeline.train", *_cli(tmp_path)[3:], "--device", "cpu", "--best", str(tmp_path / "best.pt"),
+           "--cache", str(tmp_path / "cache")]
+    out = _torchrun(cmd, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "(stopped by the time budget)" in out.stdout
+    ck = load_checkpoint(tmp_path / "ck.pt")
+    assert 0 < ck["step"] < ck["total_steps"]
 
 
 def test_torchrun_with_more_processes_than_gpus_is_a_clear_error(monkeypatch):
