@@ -521,7 +521,8 @@ class Run:
                    "sched_g": p.sched_g.state_dict() if p.sched_g else None,
                    "sched_d": p.sched_d.state_dict() if p.sched_d else None,
                    "eval": evaluation,  # in-training MiFID: the best so far and this step's (None: off)
-                   "rng": rng_states(self.data)},
+                   "rng": rng_states(self.data),
+                   "world_size": self.rt.world_size},  # with batch_size, what one step means (for --resume)
         )
 
     def checkpoint(self) -> None:
@@ -595,10 +596,15 @@ def _resume(path: Path, p: Parts, cfg: TrainConfig, breeds: list[str], data: Dev
         )
     if ck["opt_g"] is None or ck["opt_d"] is None:
         raise CheckpointError(f"{path} has no optimizer states (a checkpoint for sampling only); it cannot be resumed.")
+    # a step is one global batch (batch_size per process x processes): another global batch makes the saved
+    # step count mean another number of images, so the run would see more or less data than its epochs say
     old_batch = ck["train_config"].get("batch_size")
-    if old_batch not in (None, cfg.batch_size):
-        print(f"warning: {path} was trained at batch {old_batch}, this run uses {cfg.batch_size}: its {ck['step']} "
-              "steps count as steps of the new batch size", file=sys.stderr)
+    old_world = ck["extra"].get("world_size")  # None: a checkpoint from before it was kept
+    if rt.is_main and (old_batch not in (None, cfg.batch_size) or old_world not in (None, rt.world_size)):
+        before = f"batch {old_batch}" + (f" x {old_world} processes" if old_world else "")
+        print(f"warning: {path} was trained at {before}, this run uses batch {cfg.batch_size} x {rt.world_size} "
+              f"process{'es' if rt.world_size > 1 else ''}: its {ck['step']} steps count as steps of the new global "
+              "batch", file=sys.stderr)
     load_weights(unwrap(p.G), ck["G"], ck)
     load_weights(unwrap(p.D), ck["D"], ck)
     if p.G_ema is not None:
@@ -633,7 +639,8 @@ def start_run(ds: Dataset, cfg: TrainConfig, out: Path, rt: Runtime, *, resume: 
     if resume and out.exists():
         run.step, extra = _resume(out, p, cfg, breeds, data, rt)
         if rt.is_main:
-            print(f"resuming from {out} at step {run.step} of {steps}")
+            print(f"resuming from {out} at step {run.step} of {steps}"
+                  + ("; nothing left to train (raise train.epochs to train on)" if run.step >= steps else ""))
     if evaluation is not None and rt.is_main:
         run.best_out = evaluation.best_out
         if run.step == 0:
@@ -734,6 +741,8 @@ def train(
     if run.live is not None:
         for k in ("steps", "images_per_s"):
             run.live.summary[k] = summary[k]
+        # dvclive's end() takes its step from the summary, which a resumed Live read from the killed run's files
+        run.live.summary["step"] = run.live.step = run.step
         run.live.end()
     return summary
 
@@ -801,7 +810,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{summary['images_per_s']} images/s on {summary['device']} ({summary['precision']}); wrote {args.out}")
         if summary.get("best_step", -1) >= 0:
             print(f"best in-training MiFID {summary['best_mifid']:.4g} at step {summary['best_step']} "
-                  f"(evaluations took {summary['eval_seconds']} s); wrote {evaluation.best_out}")
+                  f"(evaluations took {summary['eval_seconds']} s); in {evaluation.best_out}")
     return 0
 
 

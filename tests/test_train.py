@@ -74,6 +74,35 @@ def test_a_short_run_writes_a_usable_checkpoint(tmp_path, model, dvclive_install
     assert (tmp_path / "live" / "plots" / "metrics" / "train" / "loss_d.tsv").is_file()
 
 
+def test_resumed_dvclive_summary_ends_at_the_last_step(tmp_path, dvclive_installed, capsys):
+    """dvclive's resumed Live reads the killed run's summary; its metrics.json must end at the run's last step,
+    not at the step where the first run stopped. A finished run resumed with no more epochs says so."""
+    import json
+
+    run_train(tmp_path, cfg_for("dcgan", epochs=0.5), live_dir=tmp_path / "live")  # 3 steps
+    summary = run_train(tmp_path, cfg_for("dcgan", epochs=1.0), live_dir=tmp_path / "live", resume=True)  # to 6
+    assert summary["steps"] == 6
+    assert json.loads((tmp_path / "live" / "metrics.json").read_text())["step"] == 6
+    assert load_checkpoint(tmp_path / "ck.pt")["extra"]["world_size"] == 1
+    capsys.readouterr()
+    run_train(tmp_path, cfg_for("dcgan", epochs=0.5), resume=True)
+    assert "at step 6 of 3; nothing left to train" in capsys.readouterr().out
+
+
+def test_resume_on_another_number_of_processes_warns_once(tmp_path, capsys):
+    """A step is one global batch (batch_size x processes): resuming a 2-process checkpoint in one process
+    changes what its steps mean, which the warning says."""
+    run_train(tmp_path, cfg_for("dcgan", epochs=0.5))
+    payload = torch.load(tmp_path / "ck.pt", weights_only=True)
+    payload["extra"]["world_size"] = 2  # as a torchrun with two processes writes it
+    torch.save(payload, tmp_path / "ck.pt")
+    capsys.readouterr()
+    run_train(tmp_path, cfg_for("dcgan", epochs=1.0), resume=True)
+    err = capsys.readouterr().err
+    assert err.count("warning:") == 1
+    assert "trained at batch 8 x 2 processes, this run uses batch 8 x 1 process: its 3 steps count" in err
+
+
 def test_discriminator_learns_to_tell_real_from_a_frozen_generator(tmp_path):
     cfg = cfg_for("dcgan", lr_g=0.0, lr_d=2e-3, beta1=0.5, epochs=8.0, ema_decay=0.0, log_every=1)
     ds = tiny_dataset()
