@@ -601,10 +601,12 @@ def _resume(path: Path, p: Parts, cfg: TrainConfig, breeds: list[str], data: Dev
     old_batch = ck["train_config"].get("batch_size")
     old_world = ck["extra"].get("world_size")  # None: a checkpoint from before it was kept
     if rt.is_main and (old_batch not in (None, cfg.batch_size) or old_world not in (None, rt.world_size)):
-        before = f"batch {old_batch}" + (f" x {old_world} processes" if old_world else "")
-        print(f"warning: {path} was trained at {before}, this run uses batch {cfg.batch_size} x {rt.world_size} "
-              f"process{'es' if rt.world_size > 1 else ''}: its {ck['step']} steps count as steps of the new global "
-              "batch", file=sys.stderr)
+        def global_batch(batch, world) -> str:
+            return f"batch {batch if batch is not None else '?'} x {world or '?'} process{'' if world == 1 else 'es'}"
+
+        print(f"warning: {path} was trained at {global_batch(old_batch, old_world)}, this run uses "
+              f"{global_batch(cfg.batch_size, rt.world_size)}: its {ck['step']} steps count as steps of the new "
+              "global batch", file=sys.stderr)
     load_weights(unwrap(p.G), ck["G"], ck)
     load_weights(unwrap(p.D), ck["D"], ck)
     if p.G_ema is not None:

@@ -101,6 +101,8 @@ def test_resume_on_another_number_of_processes_warns_once(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("warning:") == 1
     assert "trained at batch 8 x 2 processes, this run uses batch 8 x 1 process: its 3 steps count" in err
+    run_train(tmp_path, cfg_for("dcgan", epochs=1.0, batch_size=4), resume=True)  # the batch, same processes
+    assert "trained at batch 8 x 1 process, this run uses batch 4 x 1 process: its 6 steps count" in capsys.readouterr().err
 
 
 def test_discriminator_learns_to_tell_real_from_a_frozen_generator(tmp_path):
