@@ -444,6 +444,12 @@ def _section_here(section: str) -> dict[str, Any]:
     return values if isinstance(values, dict) else {}
 
 
+def option_overrides(**options: Any) -> list[str]:
+    """Command-line options that stand for params keys, as ``--set`` overrides (``key=value``) of the options
+    given (not None), so they are checked as the keys are: ``option_overrides(n=args.n, seed=args.seed)``."""
+    return [f"{key}={value}" for key, value in options.items() if value is not None]
+
+
 def config_from_args(args: argparse.Namespace, section: str):
     return load_config(section, args.params, args.set)
 

@@ -26,8 +26,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from pipeline.checkpoint import CheckpointError, generator_from, load_checkpoint
-from pipeline.config import ConfigError, GenerateConfig, add_config_arguments, config_from_args
+from pipeline.checkpoint import CheckpointError, generator_from, load_checkpoint, samples_ema
+from pipeline.config import ConfigError, GenerateConfig, add_config_arguments, config_from_args, option_overrides
 from pipeline.errors import error_text
 from pipeline.files import atomic_path
 from pipeline.images import codec_threads, image_grid, png_bytes, save_gif, save_png
@@ -186,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("nothing to write: give --out ZIP, --walk GIF, or both")
     out = Path(args.out) if args.out else None
     # --n and --seed are the generate.n and generate.seed keys, checked as those are
-    args.set += [f"{key}={value}" for key, value in (("n", args.n), ("seed", args.seed)) if value is not None]
+    args.set += option_overrides(n=args.n, seed=args.seed)
     try:
         cfg = config_from_args(args, "generate")
         n, seed = cfg.n, cfg.seed
@@ -203,7 +203,7 @@ def main(argv: list[str] | None = None) -> int:
         if out is not None:
             grid_path = Path(args.grid) if args.grid else out.with_name(f"{out.stem}_grid.png")
             write_submission(ck, net, cfg, n, seed, weights, out, grid_path, device, not args.no_progress, phases)
-            print(f"generate: {n} images from {ck['model']} (step {ck['step']}, {'EMA' if cfg.use_ema and ck['G_ema'] is not None else 'raw'} G, "
+            print(f"generate: {n} images from {ck['model']} (step {ck['step']}, {'EMA' if samples_ema(ck, cfg.use_ema) else 'raw'} G, "
                   f"truncation {cfg.truncation}) in {time.monotonic() - t0:.1f} s; wrote {out} and {grid_path}")
         if args.walk:
             kind = "latent walks (top) and breed walks (bottom)" if ck["n_classes"] else "latent walks"

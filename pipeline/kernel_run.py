@@ -31,7 +31,7 @@ import torch
 
 import pipeline
 from pipeline import train as train_stage
-from pipeline.checkpoint import generator_from, load_checkpoint
+from pipeline.checkpoint import generator_from, load_checkpoint, samples_ema
 from pipeline.config import (ConfigError, GenerateConfig, KernelConfig, PrepareConfig, ScoreConfig, TrainConfig,
                              build_config)
 from pipeline.download import COMPETITION
@@ -179,7 +179,7 @@ def generate_submission(checkpoint: Path, cfg: GenerateConfig, zip_path: Path, g
     device = pick_device("auto")
     net = generator_from(ck, ema=cfg.use_ema).to(device)
     write_submission(ck, net, cfg, cfg.n, cfg.seed, weights, zip_path, grid_path, device, progress)
-    return {"images": cfg.n, "model": ck["model"], "step": ck["step"], "ema": cfg.use_ema and ck["G_ema"] is not None,
+    return {"images": cfg.n, "model": ck["model"], "step": ck["step"], "ema": samples_ema(ck, cfg.use_ema),
             "truncation": cfg.truncation, "device": str(device)}
 
 

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.config import (ConfigError, GenerateConfig, ReportConfig, ScoreConfig, add_config_arguments,
-                             config_from_args, load_config)
+                             config_from_args, load_config, option_overrides)
 from pipeline.errors import error_text
 from pipeline.files import Dataset, load_dataset, require_competition_size, write_bytes, write_text
 from pipeline.images import image_grid, png_bytes
@@ -329,9 +329,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg = config_from_args(args, "score")
         gen_cfg: GenerateConfig = load_config("generate", args.params)
         # --closest and --breeds are the report section's keys, checked as params are
-        shown: ReportConfig = load_config("report", args.params, [f"{key}={value}" for key, value in
-                                                                  (("closest", args.closest), ("breeds", args.breeds))
-                                                                  if value is not None])
+        shown: ReportConfig = load_config("report", args.params,
+                                          option_overrides(closest=args.closest, breeds=args.breeds))
         try:
             device = pick_device(args.device)
         except RuntimeError as exc:
