@@ -88,6 +88,8 @@ class Parts:
     scaler_d: torch.amp.GradScaler
     n_classes: int
     aux: bool
+    # D normalises over its batch (batch norm): the D step passes real and fake through it apart
+    d_batch_dependent: bool = False
     # The same G and D for the calls that must not synchronise gradients across processes (G under
     # no_grad in the D step, D as a critic in the G step): compiled when train.compile is on, never
     # wrapped in DDP. Without torch.compile and DDP they are G and D themselves.
@@ -162,7 +164,12 @@ def build_parts(cfg: TrainConfig, n_breeds: int, rt: Runtime, steps_per_epoch: f
     else:
         G, D = G_local, D_local
     return Parts(G, D, G_ema, opt_g, opt_d, sched_g, sched_d, rt.grad_scaler(), rt.grad_scaler(), n_classes, aux,
-                 G_local, D_local)
+                 has_batch_norm(D_local), G_local, D_local)
+
+
+def has_batch_norm(model: nn.Module) -> bool:
+    """Whether ``model`` has a layer that normalises over the batch (BatchNorm*, SyncBatchNorm)."""
+    return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in unwrap(model).modules())
 
 
 def set_progress(p: Parts, fraction: float) -> None:
@@ -222,19 +229,25 @@ def train_step(p: Parts, data: DeviceData, cfg: TrainConfig, rt: Runtime, step: 
                 with rt.autocast():
                     with torch.no_grad():
                         fake = G_nosync(z, y_fake if cond else None)
-                    # one D pass over real and fake together: a single forward per backward is what DDP
-                    # expects; augmented together too (each image draws its own augmentation): fewer launches.
-                    # A D with batch norm (dcgan) thus normalises over a half-real, half-fake batch here and
-                    # over fakes alone in the G step (the DCGAN paper fed separate batches); BigGAN's and
-                    # ProGAN's D have no batch norm, so for them the joint pass changes nothing
-                    both = rt.images(aug(torch.cat([real, fake.to(real.dtype)])))
-                    logits, cls = p.D(both, torch.cat([y, y_fake]) if cond else None)
-                    real_logits, fake_logits = logits[: len(real)], logits[len(real):]
+                    fake = fake.to(real.dtype)
+                    if p.d_batch_dependent:
+                        # D's batch norm normalises over the batch it sees: real and fake through D apart, as
+                        # the DCGAN paper feeds them, so that D learns the same function of a batch of fakes
+                        # that the G step asks of it (a joint batch here and fakes alone there: G learns nothing)
+                        real_logits, real_cls = p.D(rt.images(aug(real)), y if cond else None)
+                        fake_logits, _ = p.D(rt.images(aug(fake)), y_fake if cond else None)
+                    else:
+                        # no batch norm: one pass over both halves, fewer launches (ProGAN's minibatch stddev
+                        # groups consecutive images, so its groups stay all real or all fake)
+                        both = rt.images(aug(torch.cat([real, fake])))
+                        logits, cls = p.D(both, torch.cat([y, y_fake]) if cond else None)
+                        real_logits, fake_logits = logits[: len(real)], logits[len(real):]
+                        real_cls = cls[: len(real)] if cls is not None else None
                     # read now: under CUDA graphs a pass's outputs are overwritten by the next pass
                     d_real = real_logits.detach().float().mean()
                     loss_d = loss.d(real_logits, fake_logits, cfg.label_smoothing)
                     if p.aux:
-                        loss_d = loss_d + cfg.aux_class_weight * class_loss(cls[: len(real)], y)
+                        loss_d = loss_d + cfg.aux_class_weight * class_loss(real_cls, y)
                 p.opt_d.zero_grad(set_to_none=True)
                 p.scaler_d.scale(loss_d).backward()
             p.scaler_d.step(p.opt_d)

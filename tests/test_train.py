@@ -425,18 +425,44 @@ def test_train_step_returns_device_tensors_read_once_by_as_floats():
     assert tr.as_floats({}) == {}
 
 
-@pytest.mark.parametrize("model, loss_name, d_passes",
-                         [("dcgan", "bce", 2), ("dcgan", "hinge", 2), ("dcgan", "rals", 3), ("biggan", "rals", 3)])
-def test_g_step_runs_d_on_real_images_only_for_relativistic_losses(model, loss_name, d_passes):
-    """biggan + rals: D's spectral norms are computed once (parametrize.cached) for its two G-step passes."""
+@pytest.mark.parametrize("model, loss_name, batches", [
+    ("dcgan", "bce", [8, 8, 8]), ("dcgan", "hinge", [8, 8, 8]), ("dcgan", "rals", [8, 8, 8, 8]),
+    ("biggan", "bce", [16, 8]), ("biggan", "rals", [16, 8, 8]), ("progan", "bce", [16, 8])])
+def test_d_passes_of_a_step(model, loss_name, batches):
+    """The D step: a D with batch norm (dcgan) sees the reals and the fakes as two batches, as the G step shows
+    it fakes alone (one joint batch made DCGAN learn nothing); the others one joint pass. The G step: fakes,
+    plus reals for relativistic losses (biggan + rals: D's spectral norms computed once for both passes)."""
     cfg = cfg_for(model, loss=loss_name)
     rt = setup_runtime("fp32", False, "cpu")
     parts = tr.build_parts(cfg, 2, rt, steps_per_epoch=6)
+    assert parts.d_batch_dependent == (model == "dcgan")
     calls = []
     parts.D.register_forward_hook(lambda module, args, out: calls.append(args[0].shape[0]))
     out = tr.train_step(parts, tr.DeviceData(tiny_dataset(), rt.device, 0), cfg, rt)
-    assert len(calls) == d_passes  # D step (real + fake in one pass), G step on fakes (+ reals for rals)
+    assert calls == batches
     assert all(torch.isfinite(v) for v in out.values())
+
+
+def test_batch_norm_d_step_sees_real_and_fake_apart():
+    """What the DCGAN D learns on fakes in its step is what the G step asks of it: the D step's fake logits are
+    those that D gives the fakes as a batch of their own, not those of a joint batch with the reals."""
+    import copy
+
+    cfg = cfg_for("dcgan")
+    rt = setup_runtime("fp32", False, "cpu")
+    torch.manual_seed(0)
+    parts = tr.build_parts(cfg, 2, rt, steps_per_epoch=6)
+    D_before = copy.deepcopy(parts.D)
+    seen = []
+    parts.D.register_forward_hook(lambda module, args, out: seen.append((args[0].detach().clone(), args[1].clone(),
+                                                                         out[0].detach().clone())))
+    tr.train_step(parts, tr.DeviceData(tiny_dataset(), rt.device, 0), cfg, rt)
+    (real, y_real, _), (fake, y_fake, fake_logits) = seen[0], seen[1]
+    with torch.no_grad():
+        alone, _ = D_before(fake, y_fake)
+        joint, _ = D_before(torch.cat([real, fake]), torch.cat([y_real, y_fake]))
+    torch.testing.assert_close(fake_logits, alone)
+    assert (joint[len(real):] - alone).abs().max() > 1e-3  # a joint batch would have given D other logits
 
 
 def test_d_steps_sets_the_discriminator_updates_per_generator_update():

@@ -4,8 +4,8 @@ G: z as a [N, z, 1, 1] map -> 4x4 transposed convs 1 -> 4 -> 8 -> 16 -> 32 -> 64
 tanh out; channels g*[8, 4, 2, 1] then 3. D: the mirror, strided 4x4 convs 64 -> 32 -> 16 -> 8 -> 4 with
 channels d*[1, 2, 4, 8], batch norm (not after the first conv) + LeakyReLU(0.2), then a 4x4 conv to one logit.
 Weights N(0, 0.02), batch-norm gains N(1, 0.02). The training loop passes real and fake images through D
-in one batch (``train.train_step``), so D's batch norm normalises over both, where the DCGAN paper fed them
-separately.
+as separate batches (``train.train_step``, for any D with batch norm), as the DCGAN paper does: D's batch
+norm then sees in its update the same all-fake batches that G's update shows it.
 
 Unconditional by design. With ``n_classes > 0`` it is conditioned in the simplest way that works: G sees a
 learned class embedding (z_dim wide) concatenated to z, and D adds a projection term <embed(y), h> on its
