@@ -117,7 +117,7 @@ def test_conditional_models_need_labels(name):
 @pytest.mark.parametrize("n_classes", [0, N_CLASSES])
 def test_one_optimisation_step_changes_both_nets(name, n_classes):
     G, D = small(name, n_classes, aux=n_classes > 0)
-    set_progress(0.5, G, D)  # ProGAN: mid-way, so a fade-in is being trained
+    set_progress(0.22, G, D)  # ProGAN: stage 2 mid-way, so a fade-in is being trained
     before_g, before_d = snapshot(G), snapshot(D)
     loss_d, loss_g = bce_step(G, D, 4, n_classes)
     assert math.isfinite(loss_d) and math.isfinite(loss_g)
@@ -170,7 +170,7 @@ def test_bf16_autocast_and_channels_last(name, device):
     G, D = small(name, aux=True)
     G = G.to(device).to(memory_format=torch.channels_last)
     D = D.to(device).to(memory_format=torch.channels_last)
-    set_progress(0.9, G, D)  # ProGAN: the 64x64 stage, fading in
+    set_progress(0.46, G, D)  # ProGAN: the 64x64 stage, fading in
     z, y = inputs(G, 4, N_CLASSES)
     z, y = z.to(device), y.to(device)
     with torch.autocast(device_type=device, dtype=torch.bfloat16):
@@ -309,22 +309,31 @@ def test_minibatch_stddev_by_hand():
 
 
 @pytest.mark.parametrize("fraction, expected", [
-    (0.0, (0, 1.0)),    # stage 0 has nothing to fade in
-    (0.1, (0, 1.0)),
-    (0.2, (1, 0.0)),    # stage 1 starts (5 stages: 0.2 each) with the 8x8 block invisible
-    (0.25, (1, 0.5)),   # half-way through stage 1's fade (its first half, 0.2-0.3)
-    (0.3, (1, 1.0)),    # fade done; 0.3-0.4 stable
-    (0.39, (1, 1.0)),
-    (0.45, (2, 0.5)),
-    (0.5, (2, 1.0)),
-    (0.85, (4, 0.5)),
-    (1.0, (4, 1.0)),    # the end: 64x64, fully faded in
+    # grow 0.5 over 8 units of 1/16: 4x4 stable for one unit, then fade-in + stable units for 8, 16, 32, and
+    # 64x64's fade-in unit; from 0.5 on, 64x64 stable (the paper's proportions at 64x64: 5.4M of 12M images)
+    (0.0, (0, 1.0)),      # stage 0 has nothing to fade in
+    (0.06, (0, 1.0)),
+    (0.0625, (1, 0.0)),   # stage 1 starts with the 8x8 block invisible
+    (0.09375, (1, 0.5)),  # half-way through stage 1's fade (0.0625-0.125)
+    (0.125, (1, 1.0)),    # fade done; 0.125-0.1875 stable
+    (0.18, (1, 1.0)),
+    (0.21875, (2, 0.5)),
+    (0.4375, (4, 0.0)),   # 64x64 starts fading in
+    (0.46875, (4, 0.5)),
+    (0.5, (4, 1.0)),      # grown: the rest of training at 64x64
+    (1.0, (4, 1.0)),
     (1.5, (4, 1.0)),
     (-0.1, (0, 1.0)),
 ])
 def test_progan_schedule_by_hand(fraction, expected):
     stage, alpha = schedule(fraction, 5)
     assert stage == expected[0] and alpha == pytest.approx(expected[1])
+
+
+def test_progan_schedule_grows_over_the_fraction_asked():
+    assert schedule(0.99, 5, grow=1.0) == (4, pytest.approx(0.92))  # all of training grows: the last unit fades
+    assert schedule(0.125, 5, grow=1.0) == (1, 0.0)
+    assert schedule(0.3, 1) == (0, 1.0)
 
 
 def blockiness(x: torch.Tensor, size: int) -> float:
@@ -345,9 +354,9 @@ def test_progan_grows_with_progress():
         assert blockiness(x0, 16) == 0.0 and blockiness(x0, 32) > 0  # 4x4 generated, shown as 16x16 blocks
         d0 = D(real, y)[0]
         assert torch.allclose(d0, D(real + checker, y)[0], atol=1e-5)
-        set_progress(0.55, G, D)  # stage 2 (16x16), stable
+        set_progress(0.28, G, D)  # stage 2 (16x16), stable (0.25-0.3125)
         assert blockiness(G(z, y), 4) == 0.0 and blockiness(G(z, y), 8) > 0
-        set_progress(0.2, G, D)  # stage 1 at alpha 0: exactly stage 0's output (the new block is invisible)
+        set_progress(0.0625, G, D)  # stage 1 at alpha 0: exactly stage 0's output (the new block is invisible)
         assert torch.equal(G(z, y), x0)
         assert torch.allclose(D(real, y)[0], d0, atol=1e-5)
         set_progress(1.0, G, D)
@@ -384,13 +393,13 @@ def test_progan_fade_in_ends_exactly_on_the_new_path():
         G, _ = small("progan")
         set_progress(1.0, G, _)
         assert torch.equal(G.blend(old, new), new)
-        set_progress(0.8, G, _)  # stage 4 at alpha 0
+        set_progress(0.4375, G, _)  # stage 4 at alpha 0
         assert torch.equal(G.blend(old, new), old)
 
 
 def test_progan_progress_survives_state_dict():
     G, D = small("progan")
-    set_progress(0.85, G, D)  # stage 4, alpha 0.5
+    set_progress(0.46875, G, D)  # stage 4, alpha 0.5
     G2, D2 = small("progan", seed=7)
     assert int(G2.stage) == 0
     G2.load_state_dict(G.state_dict())
@@ -558,3 +567,30 @@ def test_to_pixels_by_hand():
     pixels = to_pixels(x.to(torch.bfloat16))
     assert str(pixels.dtype) == "uint8" and pixels.shape == (1, 1, 7, 3)
     assert pixels[0, 0, :, 0].tolist() == [0, 64, 128, 191, 255, 255, 0]
+
+
+@pytest.mark.parametrize("layer", ["conv", "linear"])
+def test_equalized_lr_mul_changes_the_speed_not_the_layer(layer):
+    """lr_mul: the same layer at initialisation (same seed: same outputs), and Adam's first step (about lr per
+    stored weight, whatever the gradient's size) moves the weights in use lr_mul times as far."""
+    from pipeline.models.layers import EqualizedConv2d, EqualizedLinear
+
+    def build(lr_mul):
+        torch.manual_seed(0)
+        return EqualizedConv2d(4, 3, 3, padding=1, lr_mul=lr_mul) if layer == "conv" else EqualizedLinear(4, 3, lr_mul=lr_mul)
+
+    x = torch.randn(2, 4, 5, 5) if layer == "conv" else torch.randn(2, 4)
+    moved = {}
+    for lr_mul in (1.0, 10.0):
+        m = build(lr_mul)
+        before = (m.weight * m.scale).detach().clone()
+        out = m(x)
+        if lr_mul == 1.0:
+            reference = out.detach()
+        else:
+            torch.testing.assert_close(out.detach(), reference)
+        opt = torch.optim.Adam(m.parameters(), lr=1e-3)
+        out.square().sum().backward()
+        opt.step()
+        moved[lr_mul] = ((m.weight * m.scale).detach() - before).abs().mean().item()
+    assert moved[10.0] == pytest.approx(10 * moved[1.0], rel=1e-3)

@@ -301,31 +301,40 @@ class EqualizedConv2d(nn.Module):
 
     The weight is stored N(0, 1) and multiplied at run time by He's constant ``gain / sqrt(fan_in)``, so
     Adam's step moves every layer at the same relative speed. Bias starts at zero.
+
+    ``lr_mul`` (as StyleGAN's): the weight is stored N(0, 1 / lr_mul) and the weight and bias are multiplied by
+    ``lr_mul`` at run time: the same layer at initialisation, but Adam's steps, which are about ``lr`` in the stored
+    units, move it ``lr_mul`` times faster relative to its scale.
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, padding: int = 0,
-                 gain: float = math.sqrt(2.0)):
+                 gain: float = math.sqrt(2.0), lr_mul: float = 1.0):
         super().__init__()
-        self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel_size, kernel_size))
+        self.weight = nn.Parameter(torch.randn(out_channels, in_channels, kernel_size, kernel_size) / lr_mul)
         self.bias = nn.Parameter(torch.zeros(out_channels))
-        self.scale = gain / math.sqrt(in_channels * kernel_size * kernel_size)
+        self.scale = gain / math.sqrt(in_channels * kernel_size * kernel_size) * lr_mul
+        self.lr_mul = lr_mul
         self.padding = padding
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.conv2d(x, self.weight * self.scale, self.bias, padding=self.padding)
+        bias = self.bias * self.lr_mul if self.lr_mul != 1.0 else self.bias
+        return F.conv2d(x, self.weight * self.scale, bias, padding=self.padding)
 
 
 class EqualizedLinear(nn.Module):
-    """Linear layer with equalized learning rate (see ``EqualizedConv2d``): [N, in] -> [N, out]."""
+    """Linear layer with equalized learning rate (see ``EqualizedConv2d``, ``lr_mul`` too): [N, in] -> [N, out]."""
 
-    def __init__(self, in_features: int, out_features: int, gain: float = math.sqrt(2.0), bias: bool = True):
+    def __init__(self, in_features: int, out_features: int, gain: float = math.sqrt(2.0), bias: bool = True,
+                 lr_mul: float = 1.0):
         super().__init__()
-        self.weight = nn.Parameter(torch.randn(out_features, in_features))
+        self.weight = nn.Parameter(torch.randn(out_features, in_features) / lr_mul)
         self.bias = nn.Parameter(torch.zeros(out_features)) if bias else None
-        self.scale = gain / math.sqrt(in_features)
+        self.scale = gain / math.sqrt(in_features) * lr_mul
+        self.lr_mul = lr_mul
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.weight * self.scale, self.bias)
+        bias = self.bias * self.lr_mul if self.bias is not None and self.lr_mul != 1.0 else self.bias
+        return F.linear(x, self.weight * self.scale, bias)
 
 
 def pixel_norm(x: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:

@@ -1,10 +1,19 @@
 """Conditional progressive GAN at 64x64 (Karras et al. 2018, "Progressive Growing of GANs").
 
-Training starts at 4x4 and grows through 8, 16, 32 to 64x64; each new resolution is faded in (``alpha``
+Training starts at 4x4 and grows through 8, 16, 32 to 64x64 over the first half of training (``grow``), then
+trains at 64x64, in the paper's proportions (``schedule``); each new resolution is faded in (``alpha``
 0 -> 1 blends the 2x-upsampled to-RGB output of the previous resolution with the new block's to-RGB output
 in G, and mirrors that in D: the new block on the full input against the previous from-RGB on a 2x
 average-pooled input). All layers use the equalized learning rate; G uses pixel norm after every conv, D has
 a minibatch standard deviation channel before its last block. Activations are LeakyReLU(0.2).
+
+The equalized learning rate keeps weights N(0, 1) and scales them at run time, so Adam's steps, about ``lr``
+each, are ``lr`` relative to a weight's scale, where the other models' weights are of order 1/sqrt(fan_in)
+(0.03 to 0.1) and the same ``lr`` moves them 10 to 30 times as far. At the shared ``train.lr_g/lr_d`` of 3e-4
+ProGAN hardly moved (its 4x4 stage drew random colours after 120 steps, where the other models draw the
+data's layout; BENCHMARKS.md, "Does each model learn?"). ``lr_mul`` (10 by default, as StyleGAN's per-layer
+multiplier) speeds every layer and embedding up by that factor: 3e-4 x 10 is the paper's 1e-3 x 3, what
+StyleGAN2-ADA uses (2.5e-3) for small data sets.
 
 G: [pixel-normed z, pixel-normed class embedding] -> dense to 4x4 -> conv3x3 -> (upsample, conv3x3,
 conv3x3) per resolution -> 1x1 to-RGB -> tanh. D: 1x1 from-RGB -> (conv3x3, conv3x3, 2x avg-pool) per
@@ -52,20 +61,28 @@ class ProGANOptions:
     z_dim: int = field(default=128, metadata={"min": 1, "max": 4096})
     width: int = field(default=128, metadata={"min": 4, "max": 1024})  # channels at 4-16; /2 at 32, /4 at 64
     mbstd_group: int = field(default=4, metadata={"min": 1, "max": 64})  # minibatch-stddev group size
+    # Adam's steps on the equalized layers, relative to their scale: x lr_mul (see the module docstring)
+    lr_mul: float = field(default=10.0, metadata={"min": 0.01, "max": 100.0})
+    # the fraction of training that grows the model 4x4 -> 64x64; the rest trains at 64x64 (see ``schedule``)
+    grow: float = field(default=0.5, metadata={"min": 0.05, "max": 1.0})
 
 
-def schedule(fraction: float, n_stages: int) -> tuple[int, float]:
+def schedule(fraction: float, n_stages: int, grow: float = 0.5) -> tuple[int, float]:
     """The stage (index into the resolutions) and fade-in ``alpha`` at ``fraction`` of training, in [0, 1].
 
-    Training is split equally among the ``n_stages`` stages. Stage 0 is always stable (alpha 1); in every later
-    stage the first half fades the new resolution in (alpha rising linearly from 0 to 1) and the second half
-    trains it stable. Fractions past 1 stay at the last stage, alpha 1.
+    As in the paper, where each resolution gets 600k images of fade-in and 600k stable and the last one keeps
+    training after that (at 64x64 that is 5.4M of 12M images): the first ``grow`` of training grows the model,
+    in ``2 n_stages - 2`` equal units (the first stage stable for one unit; every later one fading in for one
+    unit, then stable for one; the last one's stable unit starts the rest of training at full resolution), and
+    the rest trains at full resolution. Fractions past 1 stay at the last stage, alpha 1.
     """
-    position = min(max(fraction, 0.0), 1.0) * n_stages
-    stage = min(int(position), n_stages - 1)
-    if stage == 0:
+    if n_stages == 1:
         return 0, 1.0
-    return stage, min(1.0, 2.0 * (position - stage))
+    units = min(max(fraction, 0.0), 1.0) / grow * (2 * n_stages - 2)  # units of the growth done
+    if units < 1.0:
+        return 0, 1.0
+    stage = min(int((units - 1.0) // 2) + 1, n_stages - 1)
+    return stage, min(1.0, units - 1.0 - 2 * (stage - 1))
 
 
 def _channels(resolution: int, width: int) -> int:
@@ -83,15 +100,16 @@ class _Progressive(nn.Module):
     has_unused_parameters = True  # for DDP: see the module docstring
     compiled_stages = len(RESOLUTIONS)  # torch.compile specialises forward on each (see train.compile_room)
 
-    def __init__(self):
+    def __init__(self, grow: float):
         super().__init__()
+        self.grow = grow
         self.register_buffer("stage", torch.tensor(0, dtype=torch.long))
         self.register_buffer("alpha", torch.tensor(1.0))
         self.current_stage = 0
         self.register_load_state_dict_post_hook(_stage_from_buffer)  # a loaded checkpoint sets the int too
 
     def set_progress(self, fraction: float) -> None:
-        stage, alpha = schedule(fraction, len(RESOLUTIONS))
+        stage, alpha = schedule(fraction, len(RESOLUTIONS), self.grow)
         self.stage.fill_(stage)
         self.alpha.fill_(alpha)
         self.current_stage = stage
@@ -108,10 +126,10 @@ def _stage_from_buffer(module: _Progressive, incompatible_keys) -> None:
 class GBlock(nn.Module):
     """Upsample 2x, then two conv3x3 + LeakyReLU + pixel norm: [N, a, R, R] -> [N, b, 2R, 2R]."""
 
-    def __init__(self, in_ch: int, out_ch: int):
+    def __init__(self, in_ch: int, out_ch: int, lr_mul: float):
         super().__init__()
-        self.conv1 = EqualizedConv2d(in_ch, out_ch, 3, padding=1)
-        self.conv2 = EqualizedConv2d(out_ch, out_ch, 3, padding=1)
+        self.conv1 = EqualizedConv2d(in_ch, out_ch, 3, padding=1, lr_mul=lr_mul)
+        self.conv2 = EqualizedConv2d(out_ch, out_ch, 3, padding=1, lr_mul=lr_mul)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = upsample_nearest(x)
@@ -120,18 +138,21 @@ class GBlock(nn.Module):
 
 
 class Generator(_Progressive):
-    def __init__(self, z_dim: int, width: int, n_classes: int):
-        super().__init__()
+    def __init__(self, z_dim: int, width: int, n_classes: int, lr_mul: float = 1.0, grow: float = 0.5):
+        super().__init__(grow)
         self.z_dim, self.n_classes = z_dim, n_classes
         self.width = width
-        # the class embedding is pixel-normed like z, so neither dominates the latent
-        self.embed = nn.Parameter(torch.randn(n_classes, z_dim)) if n_classes else None
+        # the class embedding is pixel-normed like z, so neither dominates the latent (and its scale does not
+        # matter: stored at 1 / lr_mul, Adam moves it lr_mul times faster relative to it, as the layers)
+        self.embed = nn.Parameter(torch.randn(n_classes, z_dim) / lr_mul) if n_classes else None
         latent = z_dim * (2 if n_classes else 1)
-        self.dense = EqualizedLinear(latent, width * 16, gain=math.sqrt(2.0) / 4)  # ProGAN's 4x4 "conv" from z
-        self.conv4 = EqualizedConv2d(width, width, 3, padding=1)
+        # ProGAN's 4x4 "conv" from z
+        self.dense = EqualizedLinear(latent, width * 16, gain=math.sqrt(2.0) / 4, lr_mul=lr_mul)
+        self.conv4 = EqualizedConv2d(width, width, 3, padding=1, lr_mul=lr_mul)
         chans = [_channels(r, width) for r in RESOLUTIONS]
-        self.blocks = nn.ModuleList(GBlock(a, b) for a, b in zip(chans, chans[1:]))  # blocks[s - 1] makes stage s
-        self.to_rgb = nn.ModuleList(EqualizedConv2d(c, 3, 1, gain=1.0) for c in chans)
+        # blocks[s - 1] makes stage s
+        self.blocks = nn.ModuleList(GBlock(a, b, lr_mul) for a, b in zip(chans, chans[1:]))
+        self.to_rgb = nn.ModuleList(EqualizedConv2d(c, 3, 1, gain=1.0, lr_mul=lr_mul) for c in chans)
 
     def forward(self, z: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """z: [N, z_dim]; y: int64 [N] or soft float [N, n_classes] (conditional), or None
@@ -157,29 +178,33 @@ class Generator(_Progressive):
 class DBlock(nn.Module):
     """Two conv3x3 + LeakyReLU, then 2x average pooling: [N, a, R, R] -> [N, b, R/2, R/2]."""
 
-    def __init__(self, in_ch: int, out_ch: int):
+    def __init__(self, in_ch: int, out_ch: int, lr_mul: float):
         super().__init__()
-        self.conv1 = EqualizedConv2d(in_ch, in_ch, 3, padding=1)
-        self.conv2 = EqualizedConv2d(in_ch, out_ch, 3, padding=1)
+        self.conv1 = EqualizedConv2d(in_ch, in_ch, 3, padding=1, lr_mul=lr_mul)
+        self.conv2 = EqualizedConv2d(in_ch, out_ch, 3, padding=1, lr_mul=lr_mul)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.avg_pool2d(_lrelu(self.conv2(_lrelu(self.conv1(x)))), 2)
 
 
 class Discriminator(_Progressive):
-    def __init__(self, width: int, n_classes: int, aux_classifier: bool, mbstd_group: int):
-        super().__init__()
+    def __init__(self, width: int, n_classes: int, aux_classifier: bool, mbstd_group: int, lr_mul: float = 1.0,
+                 grow: float = 0.5):
+        super().__init__(grow)
         self.n_classes, self.mbstd_group = n_classes, mbstd_group
         chans = [_channels(r, width) for r in RESOLUTIONS]
-        self.from_rgb = nn.ModuleList(EqualizedConv2d(3, c, 1) for c in chans)
-        self.blocks = nn.ModuleList(DBlock(b, a) for a, b in zip(chans, chans[1:]))  # blocks[s - 1] leaves stage s
-        self.conv4 = EqualizedConv2d(width + 1, width, 3, padding=1)
-        self.dense4 = EqualizedConv2d(width, width, 4)  # 4x4 -> 1x1
-        self.logit = EqualizedLinear(width, 1, gain=1.0)
+        self.from_rgb = nn.ModuleList(EqualizedConv2d(3, c, 1, lr_mul=lr_mul) for c in chans)
+        # blocks[s - 1] leaves stage s
+        self.blocks = nn.ModuleList(DBlock(b, a, lr_mul) for a, b in zip(chans, chans[1:]))
+        self.conv4 = EqualizedConv2d(width + 1, width, 3, padding=1, lr_mul=lr_mul)
+        self.dense4 = EqualizedConv2d(width, width, 4, lr_mul=lr_mul)  # 4x4 -> 1x1
+        self.logit = EqualizedLinear(width, 1, gain=1.0, lr_mul=lr_mul)
         # projection embedding: N(0, 1) scaled by 1/sqrt(width) at run time, in the spirit of the equalized lr
-        self.embed = nn.Parameter(torch.randn(n_classes, width)) if n_classes else None
-        self.embed_scale = 1 / math.sqrt(width)
-        self.classifier = EqualizedLinear(width, n_classes, gain=1.0) if aux_classifier and n_classes else None
+        # (stored at 1 / lr_mul and scaled back, as the layers)
+        self.embed = nn.Parameter(torch.randn(n_classes, width) / lr_mul) if n_classes else None
+        self.embed_scale = lr_mul / math.sqrt(width)
+        self.classifier = (EqualizedLinear(width, n_classes, gain=1.0, lr_mul=lr_mul)
+                           if aux_classifier and n_classes else None)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None):
         """x: [N, 3, 64, 64]; y: int64 [N] or None -> (logits [N], class logits [N, n_classes] or None)."""
@@ -205,5 +230,5 @@ class Discriminator(_Progressive):
 @register_model("progan", ProGANOptions, "Progressive GAN (Karras et al. 2018): grows 4x4 -> 64x64 with fade-in, "
                 "equalized lr, pixel norm, minibatch stddev; conditioned by class embedding and projection")
 def build(options: ProGANOptions, n_classes: int, aux_classifier: bool) -> tuple[nn.Module, nn.Module]:
-    return (Generator(options.z_dim, options.width, n_classes),
-            Discriminator(options.width, n_classes, aux_classifier, options.mbstd_group))
+    return (Generator(options.z_dim, options.width, n_classes, options.lr_mul, options.grow),
+            Discriminator(options.width, n_classes, aux_classifier, options.mbstd_group, options.lr_mul, options.grow))
