@@ -23,15 +23,24 @@ from pipeline.models import build_model, model_entry
 from pipeline.runtime import unwrap
 
 FORMAT = "generative-dogs-checkpoint"
-VERSION = 1
+# 2: no learning-rate scheduler states (the cosine warm restarts are a function of the step); the plan of the run
+# (``extra["plan"]``: the steps its schedules are laid over, see pipeline.plan)
+VERSION = 2
 
 
 class CheckpointError(ValueError):
     """A file that is not a usable checkpoint of this project."""
 
 
-def save_checkpoint(
-    path: str | os.PathLike,
+def save_checkpoint(path: str | os.PathLike, **contents) -> None:
+    """Write a checkpoint of ``contents`` (the arguments of :func:`checkpoint_payload`) to ``path`` atomically
+    (temporary file, then rename)."""
+    payload = checkpoint_payload(**contents)
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def checkpoint_payload(
     *,
     G: nn.Module,
     D: nn.Module,
@@ -47,9 +56,9 @@ def save_checkpoint(
     breeds: list[str],
     train_config: dict[str, Any],
     extra: dict[str, Any] | None = None,
-) -> None:
-    """Write everything to ``path`` atomically (temporary file, then rename)."""
-    payload = {
+) -> dict[str, Any]:
+    """Everything a checkpoint holds, as the dict that is saved (tensors shared with the models, not copied)."""
+    return {
         "format": FORMAT,
         "version": VERSION,
         "model": model,
@@ -68,8 +77,6 @@ def save_checkpoint(
         "rng_cpu": torch.get_rng_state(),
         "extra": extra or {},
     }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
 
 
 # What every checkpoint holds, and the type each entry must have (a file written by another version of this

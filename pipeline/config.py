@@ -13,6 +13,7 @@ import math
 import os
 import re
 import sys
+import types
 import typing
 import unicodedata
 from dataclasses import dataclass, field
@@ -90,8 +91,9 @@ class TrainConfig:
     aux_class_weight: float = field(default=0.0, metadata=_range(0.0, None))  # > 0: D also classifies the breed
     batch_size: int = field(default=32, metadata=_range(1, 4096))  # per process
     # passes over the data set, counted in G updates (epochs x images / batch_size of them); with d_steps > 1,
-    # D reads d_steps times as many real images
-    epochs: float = field(default=130.0, metadata=_range(0.0, None))
+    # D reads d_steps times as many real images. "auto": as many as fit time_budget_min (which it needs); with a
+    # budget, a number of epochs that would not fit is cut to the steps that do (pipeline.plan)
+    epochs: float | Literal["auto"] = field(default=130.0, metadata=_range(0.0, None))
     lr_g: float = field(default=3e-4, metadata=_range(0.0, 1.0))
     lr_d: float = field(default=3e-4, metadata=_range(0.0, 1.0))
     beta1: float = field(default=0.0, metadata=_range(0.0, 0.9999))
@@ -109,7 +111,9 @@ class TrainConfig:
     # torch.compile's mode: reduce-overhead adds CUDA graphs, which replay a pass's kernels without
     # launching each one (a BigGAN step is launch-bound on a GPU; BENCHMARKS.md)
     compile_mode: Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"] = "default"
-    time_budget_min: float = field(default=0.0, metadata=_range(0.0, None))  # 0: none; stops cleanly in time
+    # 0: none. Otherwise training measures its speed first and plans the steps that fit (growth, cosine cycles and
+    # all, laid over them) when the epochs would not; a last-resort stop still ends it cleanly in time
+    time_budget_min: float = field(default=0.0, metadata=_range(0.0, None))
     checkpoint_every: int = field(default=1000, metadata=_range(1, None))  # steps
     sample_every: int = field(default=500, metadata=_range(1, None))  # steps between sample grids
     log_every: int = field(default=20, metadata=_range(1, None))  # steps between logged losses
@@ -134,6 +138,16 @@ def sample_grid_warning(steps: float, sample_every: int) -> str | None:
         return None
     return (f"train.sample_every {sample_every} draws about {grids:,.0f} sample grids in {steps:,.0f} steps "
             f"(about 1 MB each); e.g. train.sample_every={max(1, round(steps / 200))} keeps it near 200")
+
+
+def epochs_need_budget(cfg: TrainConfig) -> None:
+    """``train.epochs: auto`` trains as many epochs as fit the time budget, so it needs one: a ConfigError naming
+    both keys when ``train.time_budget_min`` is 0. Checked when a run starts rather than with the section: the
+    Kaggle kernel gives training a budget of its own (from kernel.time_budget_min), where auto needs no train one."""
+    if cfg.epochs == "auto" and cfg.time_budget_min <= 0:
+        raise ConfigError("train.epochs: auto trains as many epochs as fit train.time_budget_min, which is 0 (no "
+                          "budget); set train.time_budget_min to the minutes training may take, or train.epochs to a "
+                          "number")
 
 
 EVAL_EVERY_GPU = 5000  # recommended train.eval_every on a GPU (1st-place schedule: 89,867 steps, 18 evaluations)
@@ -276,6 +290,15 @@ SECTIONS["kernel"] = KernelConfig  # its own line, so other stages' additions ab
 def _check_value(section: str, f: dataclasses.Field, hint: Any, value: Any) -> Any:
     key = f"{section}.{f.name}"
     origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):  # a value or some words, e.g. float | Literal["auto"]
+        words = [w for h in typing.get_args(hint) if typing.get_origin(h) is Literal for w in typing.get_args(h)]
+        if isinstance(value, str) and value in words:
+            return value
+        (other,) = [h for h in typing.get_args(hint) if typing.get_origin(h) is not Literal]
+        try:
+            return _check_value(section, f, other, value)
+        except ConfigError as exc:
+            raise ConfigError(f"{exc} (or {' or '.join(map(str, words))})") from None
     if origin is Literal:
         choices = typing.get_args(hint)
         if value not in choices:

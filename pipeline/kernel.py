@@ -34,7 +34,8 @@ from pipeline.config import (DEFAULT_PARAMS, ConfigError, KernelConfig, apply_ov
                              sample_grid_warning, slugify)
 from pipeline.errors import error_text
 from pipeline.files import write_text
-from pipeline.kernel_run import COMPETITION, OUTPUT_FILES, ROOT_ENV, SECTIONS, kernel_params
+from pipeline.kernel_run import COMPETITION, OUTPUT_FILES, ROOT_ENV, SECTIONS, epochs_text, kernel_params
+from pipeline.plan import AUTO
 
 PACKAGE_DIR = Path(__file__).resolve().parent  # the package that gets bundled
 PACKAGE = "pipeline"
@@ -356,7 +357,9 @@ def kaggle_warnings(params: dict) -> list[str]:
     if cfg.generate.precision == "bf16":
         warnings.append("generate.precision bf16: Kaggle's P100 and T4 have no native bf16 (it is for AMX CPUs); "
                         "use fp32")
-    grids = sample_grid_warning(cfg.train.epochs * REAL_BOXES / cfg.train.batch_size, cfg.train.sample_every)
+    # epochs: auto trains what fits the budget, unknown before the run: no estimate
+    grids = (sample_grid_warning(cfg.train.epochs * REAL_BOXES / cfg.train.batch_size, cfg.train.sample_every)
+             if cfg.train.epochs != AUTO else None)
     if grids:
         warnings.append(f"{grids} (on the real data)")
     return warnings
@@ -452,8 +455,8 @@ def _built_summary(built: BuiltKernel) -> str:
     state = "wrote" if built.changed else "unchanged:"
     return (f"{state} {built.code_file} ({built.code_file.stat().st_size / 1e3:.0f} kB: {built.modules} modules of "
             f"pipeline, sha256 {built.bundle_sha256[:12]})\n"
-            f"  runs {cfg.train.model} for {cfg.train.epochs:g} epochs and generates {cfg.generate.n} images within "
-            f"{cfg.kernel.time_budget_min:g} min\n"
+            f"  runs {cfg.train.model} for {epochs_text(cfg.train.epochs)} and generates {cfg.generate.n} images "
+            f"within {cfg.kernel.time_budget_min:g} min\n"
             f"  {built.folder / METADATA_FILE}: id {built.kernel_id}")
 
 

@@ -38,6 +38,7 @@ from pipeline.download import COMPETITION
 from pipeline.files import COMPETITION_SIZE, write_bytes, write_json, write_text
 from pipeline.generate import write_submission
 from pipeline.layout import CompetitionDirs, find_competition_dirs
+from pipeline.plan import AUTO
 from pipeline.prepare import prepare
 from pipeline.runtime import pick_device, setup_runtime
 from pipeline.sampling import label_weights
@@ -94,6 +95,11 @@ def find_inputs(input_root: Path) -> CompetitionDirs:
             f"{exc} Add the competition's data to the kernel (kernel-metadata.json: competition_sources "
             f"[{COMPETITION!r}]; on the website: Add Input -> Competitions -> Generative Dog Images)."
         ) from None
+
+
+def epochs_text(epochs: float | str) -> str:
+    """``train.epochs`` in words: "6 epochs", or "as many epochs as fit" for ``auto``."""
+    return "as many epochs as fit" if epochs == AUTO else f"{epochs:g} epochs"
 
 
 def training_budget_min(kernel: KernelConfig, train: TrainConfig, elapsed_min: float) -> float:
@@ -204,8 +210,9 @@ def run(params: dict, root: Path, scratch: Path, progress: bool = False) -> dict
     rt = setup_runtime(train_cfg.precision, train_cfg.channels_last, "auto")
     checkpoint = (working if cfg.kernel.keep_checkpoint else scratch) / CHECKPOINT
     samples = scratch / "samples"
-    print(f"kernel: training {train_cfg.model} on {rt.device} ({rt.precision}) for {train_cfg.epochs} epochs, "
-          f"at most {budget:.1f} min", flush=True)
+    fewer = " (fewer epochs if they would not fit)" if train_cfg.epochs != AUTO else ""
+    print(f"kernel: training {train_cfg.model} on {rt.device} ({rt.precision}) for {epochs_text(train_cfg.epochs)}, "
+          f"at most {budget:.1f} min{fewer}", flush=True)
     t_train = time.monotonic()
     log = LossLog()
     # MiFID during training, as `dvc repro` does it when train.eval_every > 0 (the best checkpoint is only logged:
@@ -217,9 +224,7 @@ def run(params: dict, root: Path, scratch: Path, progress: bool = False) -> dict
     finally:
         rt.close()
     seconds["train"] = round(time.monotonic() - t_train, 1)
-    stopped = " (stopped by the time budget)" if trained["stopped_by_time_budget"] else ""
-    print(f"kernel: trained {trained['steps']}/{trained['total_steps']} steps{stopped} in {seconds['train']} s, "
-          f"{trained['images_per_s']} images/s", flush=True)
+    print(f"kernel: trained {train_stage.summary_line(trained)}", flush=True)
     del ds  # the photos' crops are not needed any more
 
     t_gen = time.monotonic()

@@ -107,6 +107,21 @@ class Runtime:
         dist.all_reduce(t, op=dist.ReduceOp.MAX)
         return bool(t.item() > 0)
 
+    def from_main(self, values: list[float]) -> list[float]:
+        """Rank 0's ``values`` in every process (float64: whole numbers up to 2**53 come through exactly), for
+        decisions that every process must take alike from rank 0's measurements (the plan of a budgeted run).
+        A collective under DDP; ``values`` themselves where alone."""
+        if not self.distributed:
+            return list(values)
+        t = torch.tensor(values, dtype=torch.float64, device=self.device)
+        dist.broadcast(t, src=0)
+        return t.tolist()
+
+    def synchronize(self) -> None:
+        """Wait for the device's queued work (a GPU's), so that a clock read after it times that work."""
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+
     def barrier(self) -> None:
         if self.distributed:
             dist.barrier()

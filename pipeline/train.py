@@ -7,7 +7,9 @@ Trains the model that ``params.yaml`` names (``train.model``), on the CPU, one G
 The data set is small (22k x 64 x 64 x 3 bytes), so it lives in memory on the training device and
 batches are drawn there, with no DataLoader. Losses go to dvclive (``dvc plots show``), a fixed-seed
 sample grid is written every ``sample_every`` steps, and the checkpoint every ``checkpoint_every``
-steps and at the end; ``--resume`` continues a killed run from its last checkpoint. With
+steps and at the end; ``--resume`` continues a killed run from its last checkpoint. With ``train.time_budget_min``
+the run measures its speed first and, where the epochs would not fit, plans the steps that do (growth and cosine
+cycles laid over them, see ``pipeline.plan``); ``train.epochs: auto`` asks for as many as fit. With
 ``train.eval_every > 0`` the EMA generator's samples are scored with MiFID against the training set every
 that many steps (the network and eps of the ``score`` section, reference statistics cached as the score
 stage caches them), the numbers go to dvclive, and the best checkpoint by MiFID is kept in ``--best``.
@@ -16,10 +18,13 @@ stage caches them), the numbers go to dvclive, and the best checkpoint by MiFID 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import copy
+import io
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -30,17 +35,19 @@ from torch.nn.utils import parametrize
 from tqdm import tqdm
 
 from pipeline.augment import diff_augment, random_hflip
-from pipeline.checkpoint import CheckpointError, load_checkpoint, load_weights, save_checkpoint
-from pipeline.config import (ConfigError, ScoreConfig, TrainConfig, add_config_arguments, config_from_args, load_config,
-                             sample_grid_warning)
+from pipeline.checkpoint import CheckpointError, checkpoint_payload, load_checkpoint, load_weights, save_checkpoint
+from pipeline.config import (ConfigError, ScoreConfig, TrainConfig, add_config_arguments, config_from_args,
+                             epochs_need_budget, load_config, sample_grid_warning)
 from pipeline.ema import ema_decay_at, ema_update, make_ema
 from pipeline.errors import error_text, first_line
 from pipeline.files import TMP_MARK, Dataset, ensure_writable, load_dataset, require_competition_size
-from pipeline.images import even_subsample, image_grid, save_gif, save_png
+from pipeline.images import even_subsample, image_grid, png_bytes, save_gif, save_png
 from pipeline.losses import class_loss, get_loss
 from pipeline.metrics.features import FeatureNetworkError
 from pipeline.models import build_model, to_pixels
 from pipeline.models.layers import cached_spectral_norms
+from pipeline.plan import (Costs, Plan, asked_steps, cosine_factor, cycle_steps, fit_steps, fits, make_plan, share_at,
+                           steps_to_epochs)
 from pipeline.runtime import Runtime, setup_runtime, unwrap
 from pipeline.sampling import sample_labels
 
@@ -82,14 +89,15 @@ class Parts:
     G_ema: nn.Module | None
     opt_g: torch.optim.Optimizer
     opt_d: torch.optim.Optimizer
-    sched_g: torch.optim.lr_scheduler.LRScheduler | None
-    sched_d: torch.optim.lr_scheduler.LRScheduler | None
     scaler_g: torch.amp.GradScaler
     scaler_d: torch.amp.GradScaler
     n_classes: int
     aux: bool
     # D normalises over its batch (batch norm): the D step passes real and fake through it apart
     d_batch_dependent: bool = False
+    # steps per cycle of the cosine warm restarts (plan.cosine_factor); 0: a constant learning rate. The run sets it
+    # from its plan; train_step sets both optimizers' rates from it and the step, so resuming needs no state for it
+    lr_period: int = 0
     # The same G and D for the calls that must not synchronise gradients across processes (G under
     # no_grad in the D step, D as a critic in the G step): compiled when train.compile is on, never
     # wrapped in DDP. Without torch.compile and DDP they are G and D themselves.
@@ -101,9 +109,10 @@ class Parts:
         self.D_local = self.D if self.D_local is None else self.D_local
 
 
-def total_steps(cfg: TrainConfig, n_images: int, world_size: int = 1) -> int:
-    """G updates for ``cfg.epochs`` passes over ``n_images`` at ``batch_size`` per process."""
-    return max(1, math.ceil(cfg.epochs * n_images / (cfg.batch_size * world_size)))
+def total_steps(cfg: TrainConfig, n_images: int, world_size: int = 1) -> int | None:
+    """G updates for ``cfg.epochs`` passes over ``n_images`` at ``batch_size`` per process; None for ``epochs:
+    auto`` (the time budget decides: see :func:`plan_to_budget`)."""
+    return asked_steps(cfg.epochs, n_images, cfg.batch_size, world_size)
 
 
 CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")  # torch.compile modes that use CUDA graphs
@@ -139,7 +148,10 @@ def compile_room(*models: nn.Module, variants: int = 2) -> int:
     return getattr(config, name)
 
 
-def build_parts(cfg: TrainConfig, n_breeds: int, rt: Runtime, steps_per_epoch: float) -> Parts:
+def build_parts(cfg: TrainConfig, n_breeds: int, rt: Runtime, steps_per_epoch: float = 0.0) -> Parts:
+    """G, D, G_ema and their optimizers for ``cfg`` on ``rt``'s device. The cosine warm restarts get the period that
+    ``cfg.cosine_restart_epochs`` asks for at ``steps_per_epoch`` (for loops that drive :func:`train_step`
+    themselves); :func:`train` replaces it with the one its plan tiles (:func:`apply_plan`)."""
     n_classes = n_breeds if cfg.conditional else 0
     aux = cfg.aux_class_weight > 0 and n_classes > 0
     G, D = build_model(cfg.model, cfg.model_options, n_classes, aux)
@@ -147,11 +159,7 @@ def build_parts(cfg: TrainConfig, n_breeds: int, rt: Runtime, steps_per_epoch: f
     G_ema = make_ema(G) if cfg.ema_decay > 0 else None
     opt_g = adam(G.parameters(), cfg.lr_g, (cfg.beta1, cfg.beta2))
     opt_d = adam(D.parameters(), cfg.lr_d, (cfg.beta1, cfg.beta2))
-    sched_g = sched_d = None
-    if cfg.cosine_restart_epochs > 0:  # 3rd place: cosine annealing with warm restarts
-        period = max(1, round(cfg.cosine_restart_epochs * steps_per_epoch))
-        sched_g = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(opt_g, T_0=period)
-        sched_d = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(opt_d, T_0=period)
+
     def compiled(m: nn.Module) -> nn.Module:
         return torch.compile(m, mode=cfg.compile_mode) if cfg.compile else m
 
@@ -163,8 +171,10 @@ def build_parts(cfg: TrainConfig, n_breeds: int, rt: Runtime, steps_per_epoch: f
         G, D = compiled(rt.wrap(G)), compiled(rt.wrap(D))
     else:
         G, D = G_local, D_local
-    return Parts(G, D, G_ema, opt_g, opt_d, sched_g, sched_d, rt.grad_scaler(), rt.grad_scaler(), n_classes, aux,
-                 has_batch_norm(D_local), G_local, D_local)
+    return Parts(G, D, G_ema, opt_g, opt_d, rt.grad_scaler(), rt.grad_scaler(), n_classes, aux,
+                 d_batch_dependent=has_batch_norm(D_local), G_local=G_local, D_local=D_local,
+                 # 3rd place: cosine annealing with warm restarts
+                 lr_period=cycle_steps(cfg.cosine_restart_epochs, steps_per_epoch))
 
 
 def has_batch_norm(model: nn.Module) -> bool:
@@ -177,6 +187,25 @@ def set_progress(p: Parts, fraction: float) -> None:
     for m in (p.G, p.D, p.G_ema):
         if m is not None and hasattr(unwrap(m), "set_progress"):
             unwrap(m).set_progress(fraction)
+
+
+def growth_stages(p: Parts) -> int:
+    """The stages a progressive model grows through (ProGAN: 5, 4x4 to 64x64); 1 for the others. Asked of the
+    model: its ``growth_stages`` where it says, else the stages it gives torch.compile (``compiled_stages``, see
+    compile_room)."""
+    models = [unwrap(m) for m in (p.G, p.D)]
+    if not any(hasattr(m, "set_progress") for m in models):
+        return 1
+    return max(getattr(m, "growth_stages", getattr(m, "compiled_stages", 1)) for m in models)
+
+
+def set_lr(p: Parts, cfg: TrainConfig, step: int) -> None:
+    """Both optimizers' learning rates for 0-based ``step``: ``lr_g`` and ``lr_d`` times the cosine warm restarts'
+    factor (:func:`plan.cosine_factor` of ``p.lr_period``; 1 without restarts)."""
+    factor = cosine_factor(step, p.lr_period)
+    for opt, base in ((p.opt_g, cfg.lr_g), (p.opt_d, cfg.lr_d)):
+        for group in opt.param_groups:
+            group["lr"] = base * factor
 
 
 def real_batch(data: DeviceData, cfg: TrainConfig, rt: Runtime) -> tuple[torch.Tensor, torch.Tensor]:
@@ -193,9 +222,9 @@ def real_batch(data: DeviceData, cfg: TrainConfig, rt: Runtime) -> tuple[torch.T
 def train_step(p: Parts, data: DeviceData, cfg: TrainConfig, rt: Runtime, step: int = 0) -> dict[str, torch.Tensor]:
     """``d_steps`` discriminator updates, then one generator update.
 
-    step: the steps already done (0-based); the EMA's warm-up reads it (``ema.ema_decay_at``), so a loop of
-    its own must pass it: left at 0, the decay would stay at step 0's 0.1, and G_ema would be nearly a copy of G
-    rather than an average.
+    step: the steps already done (0-based); the EMA's warm-up reads it (``ema.ema_decay_at``), and so do the cosine
+    warm restarts (:func:`set_lr`), so a loop of its own must pass it: left at 0, the decay would stay at step 0's
+    0.1, and G_ema would be nearly a copy of G rather than an average.
 
     Returns 0-d tensors on the device: ``loss_d`` (the last D update's), ``loss_g``, ``d_real`` (the mean
     logit of the real images in the last D update, before it) and ``d_fake`` (the mean logit of the G step's
@@ -210,6 +239,7 @@ def train_step(p: Parts, data: DeviceData, cfg: TrainConfig, rt: Runtime, step: 
     # that must not synchronise gradients across processes; D_module: D itself, to switch its gradients
     G_nosync, D_nosync = p.G_local, p.D_local
     D_module = unwrap(p.D)
+    set_lr(p, cfg, step)
     if cfg.compile and cfg.compile_mode in CUDA_GRAPH_MODES:
         # a new iteration for CUDA graph trees: the memory of the last step's graph outputs may be reused
         torch.compiler.cudagraph_mark_step_begin()
@@ -282,9 +312,6 @@ def train_step(p: Parts, data: DeviceData, cfg: TrainConfig, rt: Runtime, step: 
     p.scaler_g.update()
     if p.G_ema is not None:
         ema_update(p.G_ema, p.G, ema_decay_at(step, cfg.ema_decay))
-    for s in (p.sched_g, p.sched_d):
-        if s is not None:
-            s.step()
     return {"loss_d": loss_d.detach(), "loss_g": loss_g.detach(), "d_real": d_real, "d_fake": d_fake}
 
 
@@ -505,38 +532,54 @@ class Run:
     out: Path  # the checkpoint
     breeds: list[str]
     label_counts: list[int]  # crops per breed, kept so generate draws breeds as often as training saw them
-    steps: int  # total steps of the run
+    steps: int  # total steps of the run: those of ``plan`` (0 until an ``epochs: auto`` run has one)
     step: int = 0  # steps done
+    plan: Plan | None = None  # None only until an ``epochs: auto`` run is fitted to its budget
     grid: SampleGrid | None = None
     samples_dir: Path | None = None
     live: object = None  # dvclive's Live or the kernel's logger; None: no logging
     ev: Evaluator | None = None
     best_out: Path | None = None  # where the best checkpoint by MiFID goes (with ``ev``)
     last_eval: dict | None = None  # the latest evaluation's metrics
-    # seconds, for the time budget: a step (moving average), the latest checkpoint and evaluation
+    # seconds, for the time budget: a step (moving average), the latest checkpoint, evaluation and sample grid
     step_s: float = 0.0
     checkpoint_s: float = 0.0
     eval_s: float = 0.0
     eval_total_s: float = 0.0
+    grid_s: float = 0.0
+    # a budgeted run's measured costs (rank 0's), and its steps in this process: their seconds as taken (periodic
+    # work left out) and as the measured costs expected them, whose ratio tells how the speed has held up
+    costs: Costs | None = None
+    t_start: float = 0.0  # time.monotonic() when train() started: the budget counts from there
+    taken_s: float = 0.0
+    expected_s: float = 0.0
+    steps_taken: int = 0
 
     @property
     def sampler(self) -> nn.Module:
         """The generator that draws grids and is scored: the EMA one when training keeps it."""
         return self.p.G_ema or unwrap(self.p.G)
 
-    def save(self, path: Path, evaluation: dict | None) -> None:
+    @property
+    def stages(self) -> int:
+        return growth_stages(self.p)
+
+    def contents(self, evaluation: dict | None) -> dict:
+        """What a checkpoint of this step holds: the arguments of ``checkpoint.save_checkpoint``."""
         p = self.p
-        save_checkpoint(
-            path, G=p.G, D=p.D, G_ema=p.G_ema, opt_g=p.opt_g, opt_d=p.opt_d, step=self.step, total_steps=self.steps,
+        return dict(
+            G=p.G, D=p.D, G_ema=p.G_ema, opt_g=p.opt_g, opt_d=p.opt_d, step=self.step, total_steps=self.steps,
             model=self.cfg.model, model_options=self.cfg.model_options, n_classes=p.n_classes, aux_classifier=p.aux,
             breeds=self.breeds, train_config={k: v for k, v in asdict(self.cfg).items() if k != "model_options"},
             extra={"label_counts": self.label_counts,
-                   "sched_g": p.sched_g.state_dict() if p.sched_g else None,
-                   "sched_d": p.sched_d.state_dict() if p.sched_d else None,
+                   "plan": self.plan.as_dict() if self.plan else None,  # so that --resume continues it
                    "eval": evaluation,  # in-training MiFID: the best so far and this step's (None: off)
                    "rng": rng_states(self.data),
                    "world_size": self.rt.world_size},  # with batch_size, what one step means (for --resume)
         )
+
+    def save(self, path: Path, evaluation: dict | None) -> None:
+        save_checkpoint(path, **self.contents(evaluation))
 
     def checkpoint(self) -> None:
         """Write ``out``, timed for the budget. What it keeps of the evaluations: the best so far (for
@@ -561,11 +604,13 @@ class Run:
             self.live.log_metric("train/images_per_s", images_per_s)
 
     def sample(self, log: bool = True) -> None:
-        """The fixed-seed grid of this step into ``samples_dir`` (and to the logger)."""
+        """The fixed-seed grid of this step into ``samples_dir`` (and to the logger), timed for the budget."""
+        t0 = time.monotonic()
         picture = self.grid.render(self.sampler, f"{self.cfg.model} step {self.step}")
         save_png(sample_path(self.samples_dir, self.step), picture)
         if log and self.live is not None:
             self.live.log_image("samples.png", picture)
+        self.grid_s = time.monotonic() - t0
 
     def evaluate(self, bar) -> None:
         """Score the sampling generator, log it, and write the best checkpoint when it is the best so far."""
@@ -630,32 +675,32 @@ def _resume(path: Path, p: Parts, cfg: TrainConfig, breeds: list[str], data: Dev
     except (ValueError, KeyError) as exc:
         raise CheckpointError(f"{path}: its optimizer states do not fit the model ({first_line(exc)}); "
                               "remove the file to start afresh.") from None
-    for name, s in (("sched_g", p.sched_g), ("sched_d", p.sched_d)):
-        if s is not None and ck["extra"].get(name):
-            s.load_state_dict(ck["extra"][name])
     restore_rng(ck, data, cfg, rt, int(ck["step"]))
     return int(ck["step"]), ck["extra"]
 
 
-def start_run(ds: Dataset, cfg: TrainConfig, out: Path, rt: Runtime, *, resume: bool, live_dir: Path | None, logger,
+def start_run(ds: Dataset, cfg: TrainConfig, out: Path, rt: Runtime, *, resume: bool,
               samples_dir: Path | None, evaluation: EvalSettings | None, progress: bool) -> Run:
-    """Build the models for ``ds``, put the data on the device, and load the checkpoint with --resume; then set
-    up what rank 0 writes: the evaluator (which scores from the step reached), the sample folder (cleared of
-    grids after that step) and the logger."""
+    """Build the models for ``ds``, put the data on the device, load the checkpoint with --resume and take its plan
+    (see :func:`resumed_plan`); then set up what rank 0 writes: the evaluator (which scores from the step reached)
+    and the sample folder (cleared of grids after that step). Logging starts once the run has its plan."""
     torch.manual_seed(cfg.seed + rt.rank)
     breeds = [str(b) for b in ds.breeds]
     data = DeviceData(ds, rt.device, cfg.seed * 1000 + rt.rank)
-    steps = total_steps(cfg, len(data), rt.world_size)
     p = build_parts(cfg, len(breeds), rt, steps_per_epoch=len(data) / (cfg.batch_size * rt.world_size))
-    run = Run(p, cfg, rt, data, out, breeds, np.bincount(ds.labels, minlength=len(breeds)).tolist(), steps)
-    if rt.is_main and samples_dir and (warning := sample_grid_warning(steps, cfg.sample_every)):
-        print(f"warning: {warning}", file=sys.stderr)
+    run = Run(p, cfg, rt, data, out, breeds, np.bincount(ds.labels, minlength=len(breeds)).tolist(), 0)
+    asked = total_steps(cfg, len(data), rt.world_size)
+    plan = epochs_plan(run, asked)
     extra = {}
     if resume and out.exists():
         run.step, extra = _resume(out, p, cfg, breeds, data, rt)
+        plan = resumed_plan(run, extra.get("plan"), asked)
         if rt.is_main:
-            print(f"resuming from {out} at step {run.step} of {steps}"
-                  + ("; nothing left to train (raise train.epochs to train on)" if run.step >= steps else ""))
+            left = plan is not None and run.step >= plan.steps
+            print(f"resuming from {out} at step {run.step} of {plan.steps if plan else 'as many as fit the budget'}"
+                  + ("; nothing left to train (raise train.epochs to train on)" if left else ""))
+    if plan is not None:
+        apply_plan(run, plan)
     if evaluation is not None and rt.is_main:
         run.best_out = evaluation.best_out
         if run.step == 0:
@@ -668,8 +713,195 @@ def start_run(ds: Dataset, cfg: TrainConfig, out: Path, rt: Runtime, *, resume: 
         run.samples_dir = samples_dir
         if samples_dir and samples_dir.is_dir():
             drop_samples_after(samples_dir, run.step)
-        run.live = logger if logger is not None else _open_live(live_dir, resume and run.step > 0) if live_dir else None
     return run
+
+
+# ------------------------------------------------------------------------------------ the plan and the budget
+
+
+class TimeBudgetError(ConfigError):
+    """A time budget too small to train in at the speed measured."""
+
+
+PROBE_STEPS = 3  # steps timed at each point where the speed is measured, after one that warms up (not timed)
+SCALE_AFTER = 20  # steps taken before their speed may revise the measured one (fewer: too noisy to act on)
+
+
+def epochs_plan(run: Run, asked: int | None) -> Plan | None:
+    """The plan of the ``asked`` steps that ``train.epochs`` asks for, cut to whole cosine cycles (see
+    :func:`plan.cosine_plan`); None for ``epochs: auto`` (:func:`plan_to_budget` makes it)."""
+    if asked is None:
+        return None
+    return make_plan(asked, asked, False, run_cycle(run), at_least=run.stages)
+
+
+def resumed_plan(run: Run, saved: dict | None, asked: int | None) -> Plan | None:
+    """The plan a resumed run goes on with: the checkpoint's, when ``train.epochs`` and
+    ``train.cosine_restart_epochs`` ask for what they asked then (the same run, budget-fitted or not); a new one of
+    the steps asked for when they changed."""
+    if saved is not None:
+        plan = Plan.from_dict(saved)
+        if plan.asked == asked and plan.lr_cycle == run_cycle(run):
+            return plan
+    return epochs_plan(run, asked)
+
+
+def run_cycle(run: Run) -> int:
+    """``train.cosine_restart_epochs`` in steps of this run (0: no restarts)."""
+    return cycle_steps(run.cfg.cosine_restart_epochs, len(run.data) / (run.cfg.batch_size * run.rt.world_size))
+
+
+def apply_plan(run: Run, plan: Plan) -> None:
+    """Lay the run's schedules over ``plan``: growth over its steps, the cosine warm restarts at its period."""
+    run.plan, run.steps = plan, plan.steps
+    run.p.lr_period = plan.lr_period
+
+
+@contextlib.contextmanager
+def undone(p: Parts, data: DeviceData):
+    """Inside: training steps that leave no trace. On leaving, the weights and buffers of G, D and G_ema, both
+    optimizers' and loss scalers' states and the random streams are put back as they were on entering."""
+    saved = copy.deepcopy({"G": unwrap(p.G).state_dict(), "D": unwrap(p.D).state_dict(),
+                           "G_ema": p.G_ema.state_dict() if p.G_ema is not None else None,
+                           "opt_g": p.opt_g.state_dict(), "opt_d": p.opt_d.state_dict(),
+                           "scaler_g": p.scaler_g.state_dict(), "scaler_d": p.scaler_d.state_dict(),
+                           "rng_cpu": torch.get_rng_state(), "rng": rng_states(data)})
+    try:
+        yield
+    finally:
+        unwrap(p.G).load_state_dict(saved["G"])  # a progressive model's stage comes back with its buffers
+        unwrap(p.D).load_state_dict(saved["D"])
+        if p.G_ema is not None:
+            p.G_ema.load_state_dict(saved["G_ema"])
+        p.opt_g.load_state_dict(saved["opt_g"])
+        p.opt_d.load_state_dict(saved["opt_d"])
+        p.scaler_g.load_state_dict(saved["scaler_g"])
+        p.scaler_d.load_state_dict(saved["scaler_d"])
+        torch.set_rng_state(saved["rng_cpu"])
+        data.generator.set_state(saved["rng"]["data"])
+        if saved["rng"]["cuda"] is not None:
+            torch.cuda.set_rng_state(saved["rng"]["cuda"], data.device)
+
+
+def measure_costs(run: Run) -> Costs:
+    """Time the run's work before it starts, for its time budget: training steps in the middle of as many equal
+    shares of training as the model has growth stages (:data:`PROBE_STEPS` at each after one that warms up, compiles
+    or tunes; on the run's own models, then undone), a sample grid (rendered at the end of growth and encoded, not
+    written) and a checkpoint (serialised in memory). Every process takes the steps (under DDP they synchronise);
+    the grid and the checkpoint are rank 0's."""
+    p, cfg, rt = run.p, run.cfg, run.rt
+    n = run.stages
+    share_s = []
+    grid_s = checkpoint_s = 0.0
+    with undone(p, run.data):
+        for share in range(n):
+            set_progress(p, (share + 0.5) / n)  # however the model lays its stages over training
+            train_step(p, run.data, cfg, rt, run.step)
+            rt.synchronize()
+            t0 = time.monotonic()
+            for _ in range(PROBE_STEPS):
+                train_step(p, run.data, cfg, rt, run.step)
+            rt.synchronize()
+            share_s.append((time.monotonic() - t0) / PROBE_STEPS)
+        if rt.is_main and run.samples_dir:
+            t0 = time.monotonic()
+            png_bytes(run.grid.render(run.sampler, f"{cfg.model} step {run.step}"))
+            grid_s = time.monotonic() - t0
+    if rt.is_main:
+        t0 = time.monotonic()
+        torch.save(checkpoint_payload(**run.contents(None)), io.BytesIO())
+        checkpoint_s = time.monotonic() - t0
+    run.checkpoint_s = max(run.checkpoint_s, checkpoint_s)  # the last-resort stop counts it from the start
+    return Costs(tuple(share_s), grid_s=grid_s, checkpoint_s=checkpoint_s,
+                 sample_every=cfg.sample_every if run.samples_dir else 0, checkpoint_every=cfg.checkpoint_every,
+                 eval_every=cfg.eval_every if run.ev is not None else 0,
+                 gif_frames=GIF_MAX_FRAMES if run.samples_dir else 0)
+
+
+def current_costs(run: Run) -> Costs:
+    """The measured costs revised by what the run has seen since: the speed of its steps (once there are
+    :data:`SCALE_AFTER` of them), the latest checkpoint, grid and evaluation (an evaluation's time is known only
+    after the first)."""
+    c = run.costs
+    scale = run.taken_s / run.expected_s if run.steps_taken >= SCALE_AFTER and run.expected_s > 0 else c.scale
+    return replace(c, scale=scale, checkpoint_s=max(c.checkpoint_s, run.checkpoint_s), grid_s=max(c.grid_s, run.grid_s),
+                   eval_s=run.eval_s, recent_step_s=run.step_s)
+
+
+def plan_to_budget(run: Run, budget_s: float) -> None:
+    """Measure the run's speed and, where the steps planned (none yet for ``epochs: auto``) would not fit in what is
+    left of ``budget_s`` seconds since ``run.t_start``, plan the steps that do. Every process takes rank 0's plan.
+    Raises :class:`TimeBudgetError` when the budget holds no step, or fewer than one per growth stage."""
+    rt = run.rt
+    run.costs = measure_costs(run)
+    limit = run.plan.steps if run.plan is not None else None
+    need = max(run.stages, run.step + 1)  # a step per growth stage, and one more than done already ...
+    need = min(need, limit) if limit is not None else need  # ... unless the epochs ask for fewer
+    fit = elapsed_s = 0.0
+    if rt.is_main:
+        elapsed_s = time.monotonic() - run.t_start
+        fit = fit_steps(budget_s - elapsed_s, run.step, limit, run.costs)
+    fit, elapsed_s, step_s = rt.from_main([fit, elapsed_s, run.costs.step_s])
+    fit = int(fit)
+    if fit < need:
+        raise TimeBudgetError(budget_error(run, budget_s, elapsed_s, step_s, need))
+    asked = run.plan.asked if run.plan is not None else None
+    fitted = limit is None or fit < limit
+    if fitted:
+        apply_plan(run, make_plan(fit, asked, True, run_cycle(run), at_least=need))
+    if rt.is_main:
+        told = f"{step_s:.3g} s a step as measured"
+        if not fitted:
+            print(f"time budget {budget_s / 60:.4g} min, {told}: the {run.steps - run.step:,} steps left fit")
+        else:
+            of = (f"of the {asked:,} that train.epochs {run.cfg.epochs:g} asks for" if asked is not None
+                  else "for train.epochs auto")
+            print(f"time budget {budget_s / 60:.4g} min, {told}: planned {run.steps:,} steps "
+                  f"({run_epochs(run, run.steps):g} epochs) {of}; growth and learning-rate cycles are laid over them")
+
+
+def budget_error(run: Run, budget_s: float, elapsed_s: float, step_s: float, need: int) -> str:
+    """Why the budget holds too few steps, with the numbers."""
+    what = (f"{need} steps, one per stage that {run.cfg.model} grows through" if run.stages > 1 and need == run.stages
+            else "one more step" if run.step > 0 else "a single step")
+    return (f"the time budget of {budget_s / 60:.4g} min ({budget_s:.3g} s, train.time_budget_min) is too small for "
+            f"{what}: {elapsed_s:.3g} s went to setting up and measuring the speed, a step takes {step_s:.3g} s as "
+            "measured, and the final checkpoint and the room the budget's last-resort stop keeps come on top. Raise "
+            "train.time_budget_min, or set it to 0 for no budget.")
+
+
+def replan(run: Run, budget_s: float) -> None:
+    """Shrink the plan when what is left of it would no longer fit in the budget at the speed seen so far (the
+    steps slower than measured, the first evaluation's time now known), to the steps that do; never grow it, so
+    that progress never goes backwards. Every process takes rank 0's decision."""
+    rt = run.rt
+    steps = run.steps
+    if rt.is_main:
+        costs = current_costs(run)
+        left = budget_s - (time.monotonic() - run.t_start)
+        if not fits(left, run.step, steps, costs, margin=0.0):  # behind the plan's margin, not merely into it
+            steps = max(fit_steps(left, run.step, steps, costs), run.step + 1)
+    steps = int(rt.from_main([steps])[0])
+    if steps < run.steps:
+        apply_plan(run, make_plan(steps, run.plan.asked, True, run_cycle(run), at_least=run.step + 1))
+        steps = run.steps
+        if rt.is_main:
+            print(f"time budget: re-planned to {steps:,} steps ({run_epochs(run, steps):g} epochs) at step "
+                  f"{run.step:,}: the steps, evaluations and checkpoints so far took longer than measured",
+                  file=sys.stderr)
+
+
+def replan_due(run: Run) -> bool:
+    """Whether to check the plan after this step: after a logged step, an evaluation or a checkpoint (the same
+    steps in every process)."""
+    cfg, step = run.cfg, run.step
+    return (due(step, cfg.log_every, run.steps) or step % cfg.checkpoint_every == 0
+            or (cfg.eval_every > 0 and step % cfg.eval_every == 0))
+
+
+def run_epochs(run: Run, steps: int) -> float:
+    """``steps`` of this run in epochs (passes over its data set)."""
+    return steps_to_epochs(steps, len(run.data), run.cfg.batch_size, run.rt.world_size)
 
 
 def train(
@@ -685,21 +917,33 @@ def train(
     evaluation: EvalSettings | None = None,
     progress: bool = True,
 ) -> dict:
-    """The stage's core. Trains until ``cfg.epochs`` are done or the time budget says stop.
+    """The stage's core. Trains the steps of the run's plan: what ``cfg.epochs`` asks for, or with a time budget
+    (``cfg.time_budget_min``) what fits in it, measured before training (:func:`plan_to_budget`); the budget's
+    last-resort stop (:func:`out_of_time`) ends a run whose plan turned out too long after all.
 
     Numbers are logged with dvclive into ``live_dir``, or into ``logger`` when given: any object with
     dvclive's ``step`` attribute, ``log_metric(name, value)``, ``log_image(name, picture)``, ``summary``
     dict and ``end()`` (the Kaggle kernel, which has no dvclive, passes one). Only rank 0 logs.
 
     ``evaluation`` (and ``cfg.eval_every > 0``): MiFID every ``eval_every`` steps and at the end, the best
-    checkpoint in ``evaluation.best_out``. Returns a summary: steps done, whether stopped by the budget,
-    images/s (real images read by D: batch_size x d_steps per step and process), last losses, and the best
-    MiFID and its step when evaluating.
+    checkpoint in ``evaluation.best_out``. Returns a summary: steps done and planned, epochs done and planned,
+    whether the plan was fitted to the budget and whether the budget stopped it, images/s (real images read by
+    D: batch_size x d_steps per step and process), last losses, and the best MiFID and its step when evaluating.
+    Raises ConfigError for ``epochs: auto`` without a budget, :class:`TimeBudgetError` for a budget too small,
+    before any checkpoint is written.
     """
     t_start = time.monotonic()
-    run = start_run(ds, cfg, out, rt, resume=resume, live_dir=live_dir, logger=logger, samples_dir=samples_dir,
-                    evaluation=evaluation, progress=progress)
+    epochs_need_budget(cfg)
+    run = start_run(ds, cfg, out, rt, resume=resume, samples_dir=samples_dir, evaluation=evaluation,
+                    progress=progress)
+    run.t_start = t_start
     budget_s = cfg.time_budget_min * 60 if cfg.time_budget_min > 0 else math.inf
+    if budget_s < math.inf and (run.plan is None or run.step < run.steps):
+        plan_to_budget(run, budget_s)
+    if rt.is_main:
+        if samples_dir and (warning := sample_grid_warning(run.steps, cfg.sample_every)):
+            print(f"warning: {warning}", file=sys.stderr)
+        run.live = logger if logger is not None else _open_live(live_dir, resume and run.step > 0) if live_dir else None
     bar = tqdm(total=run.steps, initial=run.step, desc=f"train {cfg.model}", unit="step",
                disable=not (progress and rt.is_main))
     stopped_by_budget = False
@@ -724,12 +968,19 @@ def train(
             bar.update(1)
             if due(run.step, cfg.log_every, run.steps):
                 run.log(last, images_seen / max(1e-9, time.monotonic() - t_loop), bar)
+            if run.costs is not None:  # the step as taken (logging included), and as the measured costs expect it
+                run.taken_s += time.monotonic() - t0
+                run.expected_s += run.costs.share_s[share_at(run.step - 1, run.steps, len(run.costs.share_s))]
+                run.steps_taken += 1
             if run.samples_dir and due(run.step, cfg.sample_every, run.steps):
                 run.sample()
             if run.eval_due(run.step):
                 run.evaluate(bar)
             if rt.is_main and run.step % cfg.checkpoint_every == 0 and run.step < run.steps:
                 run.checkpoint()
+            if run.costs is not None and run.step < run.steps and replan_due(run):
+                replan(run, budget_s)
+                bar.total = run.steps
     finally:
         bar.close()
     set_progress(run.p, min(1.0, run.step / run.steps))
@@ -743,6 +994,10 @@ def train(
     summary = {
         "steps": run.step,
         "total_steps": run.steps,
+        "epochs_asked": cfg.epochs,
+        "planned_epochs": run_epochs(run, run.steps),
+        "epochs_done": run_epochs(run, run.step),
+        "fitted_to_budget": run.plan.fitted,
         "stopped_by_time_budget": stopped_by_budget,
         "seconds": round(time.monotonic() - t_start, 1),
         "images_per_s": round(images_seen / max(1e-9, time.monotonic() - t_loop), 1),
@@ -754,12 +1009,22 @@ def train(
     if run.ev is not None:
         summary.update(best_mifid=run.ev.best_mifid, best_step=run.ev.best_step, eval_seconds=round(run.eval_total_s, 1))
     if run.live is not None:
-        for k in ("steps", "images_per_s"):
+        for k in ("steps", "images_per_s", "planned_epochs", "epochs_done", "fitted_to_budget"):
             run.live.summary[k] = summary[k]
         # dvclive's end() takes its step from the summary, which a resumed Live read from the killed run's files
         run.live.summary["step"] = run.live.step = run.step
         run.live.end()
     return summary
+
+
+def summary_line(summary: dict) -> str:
+    """What a run did, in a line: steps and epochs done of those planned, whether the plan was fitted to the time
+    budget and whether the budget's last-resort stop ended it, time and speed."""
+    fitted = ", fitted to the time budget" if summary["fitted_to_budget"] else ""
+    stopped = " (stopped by the time budget)" if summary["stopped_by_time_budget"] else ""
+    return (f"{summary['steps']}/{summary['total_steps']} steps ({summary['epochs_done']:g} of "
+            f"{summary['planned_epochs']:g} planned epochs{fitted}){stopped} in {summary['seconds']} s, "
+            f"{summary['images_per_s']} images/s on {summary['device']} ({summary['precision']})")
 
 
 def _open_live(live_dir: Path, resume: bool):
@@ -795,6 +1060,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         cfg = config_from_args(args, "train")
+        epochs_need_budget(cfg)
         # MiFID during training (train.eval_every > 0): the score section says how to score
         evaluation = EvalSettings(load_config("score", args.params), Path(args.cache),
                                   Path(args.best) if args.best else Path(args.out).with_name("best.pt"))
@@ -813,16 +1079,15 @@ def main(argv: list[str] | None = None) -> int:
             samples_dir=Path(args.samples) if args.samples else None,
             evaluation=evaluation, progress=not args.no_progress,
         )
-    # OSError: a sample grid or dvclive folder that cannot be written, a full disk
-    except (CheckpointError, FeatureNetworkError, OSError) as exc:
+    # OSError: a sample grid or dvclive folder that cannot be written, a full disk; TimeBudgetError (a ConfigError):
+    # a budget too small for the speed measured
+    except (CheckpointError, ConfigError, FeatureNetworkError, OSError) as exc:
         print(f"error: {error_text(exc)}", file=sys.stderr)
         return 2
     finally:
         rt.close()
     if rt.is_main:
-        budget = " (stopped by the time budget)" if summary["stopped_by_time_budget"] else ""
-        print(f"train: {summary['steps']}/{summary['total_steps']} steps{budget} in {summary['seconds']} s, "
-              f"{summary['images_per_s']} images/s on {summary['device']} ({summary['precision']}); wrote {args.out}")
+        print(f"train: {summary_line(summary)}; wrote {args.out}")
         if summary.get("best_step", -1) >= 0:
             print(f"best in-training MiFID {summary['best_mifid']:.4g} at step {summary['best_step']} "
                   f"(evaluations took {summary['eval_seconds']} s); in {evaluation.best_out}")

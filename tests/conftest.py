@@ -112,3 +112,15 @@ def no_credentials(tmp_path, monkeypatch, kaggle_installed):
     for k in [k for k in sys.modules if _is_kaggle_module(k)]:
         del sys.modules[k]
     sys.modules.update(saved)
+
+
+@pytest.fixture
+def one_thread():
+    """One CPU thread for runs that time themselves: on a machine shared with other work, two threads wait on each
+    other and a step now and then takes 10 to 100 times its time, which no plan can foresee."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -139,3 +139,27 @@ def test_help_shows_what_params_yaml_here_sets(tmp_path, monkeypatch):
     assert "margin=0.0 (params.yaml: 0.2)" in text and "size=64," in text  # a value equal to the default: no note
     (tmp_path / "params.yaml").write_text("prepare: [unclosed\n")
     assert "margin=0.0," in set_help()  # unreadable: --help still works (the stage reports it when it runs)
+
+
+def test_epochs_auto_fits_the_time_budget(tmp_path):
+    from pipeline.config import epochs_need_budget
+
+    # as `dvc exp run -S train.epochs=auto` writes it into params.yaml, and as --set gives it
+    params = tmp_path / "params.yaml"
+    params.write_text("train:\n  epochs: auto\n  time_budget_min: 30\n")
+    assert load_config("train", params).epochs == "auto"
+    assert load_config("train", params, ["epochs=auto"]).epochs == "auto"
+    assert load_config("train", params, ["epochs=12"]).epochs == 12.0
+    epochs_need_budget(load_config("train", params))  # a budget: fine
+    # the section alone is valid without a budget (the Kaggle kernel gives training one of its own), a run is not
+    alone = build_config("train", {"epochs": "auto"})
+    with pytest.raises(ConfigError, match=r"train.epochs: auto .* train.time_budget_min, which is 0 \(no budget\)"):
+        epochs_need_budget(alone)
+    epochs_need_budget(build_config("train", {"epochs": 3}))  # a number needs no budget
+    for value, message in (("Auto", "train.epochs: expected a number, got 'Auto' (or auto)"),
+                           ("lots", "train.epochs: expected a number, got 'lots' (or auto)"),
+                           (-1, "train.epochs: -1.0 is out of range; it must be at least 0.0 (or auto)"),
+                           (True, "train.epochs: expected a number, got True (or auto)")):
+        with pytest.raises(ConfigError) as info:
+            build_config("train", {"epochs": value})
+        assert str(info.value) == message

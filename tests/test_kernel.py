@@ -272,6 +272,10 @@ def test_the_kernel_runs_on_a_fake_kaggle_without_the_repo(tmp_path):
     assert summary["prepare"]["boxes_kept"] == 24 and summary["prepare"]["breeds"] == 2
     assert summary["train"]["steps"] == summary["train"]["total_steps"] == 3  # 1 epoch of 24 crops, batch 8
     assert not summary["train"]["stopped_by_time_budget"]
+    # the epochs fit the budget: the plan is what they ask for (and the submission the same as without a budget)
+    train = summary["train"]
+    assert train["epochs_asked"] == train["planned_epochs"] == train["epochs_done"] == 1
+    assert not summary["train"]["fitted_to_budget"]
     assert 0 < summary["train"]["time_budget_min"] <= 25  # 30 min budget less the 5 min reserve
     assert summary["generate"]["images"] == 12 and summary["outputs"] == names
     assert Path(summary["code"]).is_relative_to(scratch) and summary["code"].endswith("pipeline.zip/pipeline")
@@ -294,6 +298,26 @@ def test_the_kernel_runs_on_a_fake_kaggle_without_the_repo(tmp_path):
     assert generate.main(["--checkpoint", str(out / "checkpoint.pt"), "--out", str(out / "images.zip"),
                           "--device", "cpu", "--no-progress", "--params", str(params)]) == 0
     assert (out / "images.zip").read_bytes() == (working / "images.zip").read_bytes()
+
+
+def test_a_kernel_with_epochs_auto_trains_what_fits_its_budget(tmp_path, capsys, one_thread):
+    """``train.epochs: auto`` needs no train.time_budget_min in a kernel: training gets the kernel's budget (here
+    1 min less 0.9 for the rest: 6 s), and run_summary.json says what was planned and done."""
+    params = tiny_params(train={"epochs": "auto", "sample_every": 100},
+                         kernel={"time_budget_min": 1, "reserve_min": 0.9})
+    built = kn.build(params, tmp_path / "kernels")
+    capsys.readouterr()
+    assert "runs dcgan for as many epochs as fit and generates 12 images within 1 min" in kn._built_summary(built)
+    assert kn.kaggle_warnings(params) == []
+    root = kaggle_tree(tmp_path / "kaggle")
+    (tmp_path / "scratch").mkdir()
+    summary = kr.run(params, root, tmp_path / "scratch")
+    train = json.loads((root / "working" / "run_summary.json").read_text())["train"]
+    assert train == summary["train"] and train["epochs_asked"] == "auto" and train["fitted_to_budget"]
+    assert train["steps"] == train["total_steps"] > 0 and not train["stopped_by_time_budget"]
+    assert train["planned_epochs"] == train["epochs_done"] == round(train["steps"] * 8 / 24, 3)
+    out = capsys.readouterr().out
+    assert "for as many epochs as fit, at most" in out and "fitted to the time budget" in out
 
 
 # --- push -----------------------------------------------------------------------------------------

@@ -2,10 +2,12 @@
 
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +53,7 @@ def test_total_steps():
     cfg = cfg_for(batch_size=32, epochs=130.0)
     assert tr.total_steps(cfg, 22_000) == 89_375  # 130 * 22000 / 32
     assert tr.total_steps(cfg, 22_000, world_size=4) == 22_344  # ceil(89375 / 4)
+    assert tr.total_steps(cfg_for(epochs="auto", time_budget_min=1.0), 22_000) is None  # the budget decides
 
 
 def test_device_batches_are_scaled_and_labelled():
@@ -227,12 +230,18 @@ def test_out_of_time_keeps_room_for_two_steps_two_checkpoints_and_a_due_evaluati
     assert not tr.out_of_time(1e9, 1.0, 1.0, 1.0, float("inf"))  # no budget
 
 
-def test_time_budget_stops_cleanly_with_a_checkpoint(tmp_path):
+def test_the_last_resort_still_stops_a_plan_too_long_cleanly_with_a_checkpoint(tmp_path, monkeypatch, one_thread):
+    """Should a plan be too long after all (here the speed is measured 10,000 times too fast and the run never
+    re-plans), the budget's last-resort stop still ends it in time, with a checkpoint."""
+    measure = tr.measure_costs
+    monkeypatch.setattr(tr, "measure_costs", lambda run: replace(measure(run), share_s=(1e-5,)))
+    monkeypatch.setattr(tr, "replan", lambda run, budget_s: None)
     cfg = cfg_for("dcgan", epochs=1000.0, time_budget_min=0.05)  # 3 s of a much longer run
     t0 = time.monotonic()
     summary = run_train(tmp_path, cfg)
     assert time.monotonic() - t0 < 15
-    assert summary["stopped_by_time_budget"] and 0 < summary["steps"] < summary["total_steps"]
+    assert summary["stopped_by_time_budget"] and 0 < summary["steps"] < summary["total_steps"] == 6000
+    assert not summary["fitted_to_budget"]  # all 6,000 steps "fitted"
     assert load_checkpoint(tmp_path / "ck.pt")["step"] == summary["steps"]
 
 
@@ -300,7 +309,9 @@ def test_resume_restores_every_weight_and_optimizer_state(tmp_path, model):
     assert _same_state(fresh.G_ema.state_dict(), ck["G_ema"])
     assert _same_state(fresh.opt_g.state_dict(), ck["opt_g"]) and _same_state(fresh.opt_d.state_dict(), ck["opt_d"])
     assert fresh.opt_g.state_dict()["state"]  # Adam's moments, not an empty state
-    assert _same_state(fresh.sched_g.state_dict(), ck["extra"]["sched_g"])
+    # no scheduler state: the cosine restarts are a function of the step, their period kept with the plan
+    # (3 steps asked for, cycles of 6 asked for: one cycle over the 3)
+    assert ck["extra"]["plan"] == {"steps": 3, "asked": 3, "fitted": False, "lr_period": 3, "lr_cycle": 6}
 
 
 @pytest.mark.parametrize("model", ["dcgan", "biggan"])
@@ -382,24 +393,27 @@ def test_two_process_ddp_on_cpu(tmp_path, model):
 
 
 @pytest.mark.slow
-def test_two_process_ddp_stops_for_the_time_budget_on_the_same_step(tmp_path):
+def test_two_process_ddp_takes_rank_0s_plan_for_the_time_budget(tmp_path):
     """Only rank 0 evaluates and writes checkpoints, so only rank 0 counts their time against the budget: if
-    each rank decided alone, rank 0 would stop first and rank 1 would wait in its next gradient all-reduce."""
+    each rank planned alone, rank 0 would stop first and rank 1 would wait in its next gradient all-reduce."""
     import yaml
 
     save_dataset(tmp_path / "d.npz", tiny_dataset())
-    _write_params(tmp_path, epochs=10_000.0, time_budget_min=0.1, eval_every=3, eval_images=3000)
+    _write_params(tmp_path, epochs=10_000.0, time_budget_min=0.15, eval_every=3, eval_images=600)
     params = yaml.safe_load((tmp_path / "params.yaml").read_text())
-    params["score"] = {"network": "standin"}  # an evaluation of about a second on rank 0, every third step
+    params["score"] = {"network": "standin"}  # an evaluation of a few tenths of a second on rank 0, every third step
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29518",
            "-m", "pipeline.train", *_cli(tmp_path)[3:], "--device", "cpu", "--best", str(tmp_path / "best.pt"),
            "--cache", str(tmp_path / "cache")]
     out = _torchrun(cmd, timeout=120)
     assert out.returncode == 0, out.stdout + out.stderr
-    assert "(stopped by the time budget)" in out.stdout
+    # the plan made before training knew nothing of the evaluations' second each: rank 0 re-planned after the
+    # first, and both ranks took its plan (else one would wait in a collective for the other)
+    assert out.stderr.count("time budget: re-planned to") >= 1
+    assert "fitted to the time budget" in out.stdout and "(stopped by the time budget)" not in out.stdout
     ck = load_checkpoint(tmp_path / "ck.pt")
-    assert 0 < ck["step"] < ck["total_steps"]
+    assert 0 < ck["step"] == ck["total_steps"] < 10_000 * 48 // 16
 
 
 def test_torchrun_with_more_processes_than_gpus_is_a_clear_error(monkeypatch):
@@ -474,8 +488,9 @@ def test_d_steps_sets_the_discriminator_updates_per_generator_update():
     parts.opt_d.register_step_post_hook(lambda *a: d_updates.append(1))
     parts.opt_g.register_step_post_hook(lambda *a: g_updates.append(1))
     tr.train_step(parts, tr.DeviceData(tiny_dataset(), rt.device, 0), cfg, rt)
-    # three D steps, each one pass over 8 real + 8 fake images; then one G step, D judging 8 fakes
-    assert passes == [16, 16, 16, 8] and len(d_updates) == 3 and len(g_updates) == 1
+    # three D steps, each a pass over 8 real and one over 8 fake images (DCGAN's D has batch norm: apart); then one
+    # G step, D judging 8 fakes
+    assert passes == [8, 8] * 3 + [8] and len(d_updates) == 3 and len(g_updates) == 1
 
 
 def test_diffaugment_sees_every_image_d_judges(monkeypatch):
@@ -485,7 +500,8 @@ def test_diffaugment_sees_every_image_d_judges(monkeypatch):
     seen = []
     monkeypatch.setattr(tr, "diff_augment", lambda x, policy: seen.append((x.shape[0], policy)) or x)
     tr.train_step(parts, tr.DeviceData(tiny_dataset(), rt.device, 0), cfg, rt)
-    assert seen == [(16, "color,translation"), (8, "color,translation")]  # D step (real + fake), G step (fake)
+    # D step (real, then fake: DCGAN's D has batch norm), G step (fake)
+    assert seen == [(8, "color,translation")] * 3
     seen.clear()
     tr.train_step(parts, tr.DeviceData(tiny_dataset(), rt.device, 0), cfg_for("dcgan"), rt)
     assert seen == []  # no policy: no call
@@ -513,15 +529,17 @@ def test_cosine_warm_restarts_follow_the_schedule():
     cfg = cfg_for("dcgan", cosine_restart_epochs=1.0, lr_g=0.002, lr_d=0.001)
     rt = setup_runtime("fp32", False, "cpu")
     parts = tr.build_parts(cfg, 2, rt, steps_per_epoch=4)
+    assert parts.lr_period == 4
     seen = []
-    for _ in range(5):
+    for step in range(5):
+        tr.set_lr(parts, cfg, step)  # what train_step does first
         seen.append((parts.opt_g.param_groups[0]["lr"], parts.opt_d.param_groups[0]["lr"]))
-        parts.opt_g.step(), parts.opt_d.step()  # (no gradients: only the schedule moves)
-        parts.sched_g.step(), parts.sched_d.step()
     expected = [0.002, 0.002 * (1 + math.cos(math.pi / 4)) / 2, 0.001, 0.002 * (1 + math.cos(3 * math.pi / 4)) / 2,
                 0.002]  # back to the base rate after one period
     assert [g for g, _ in seen] == pytest.approx(expected)
     assert [d for _, d in seen] == pytest.approx([x / 2 for x in expected])
+    tr.train_step(parts, tr.DeviceData(tiny_dataset(), rt.device, 0), cfg, rt, step=2)
+    assert parts.opt_g.param_groups[0]["lr"] == pytest.approx(0.001)  # the step's own rate, set by the step
 
 
 def test_real_noise_is_uniform_within_its_amplitude():
@@ -647,3 +665,241 @@ def test_compiled_progan_training_keeps_every_stage_compiled(monkeypatch):
     assert counters["stats"]["unique_graphs"] == 5 * (2 + 3)  # per stage: G with and without grad, D three ways
     assert not counters["graph_break"]
     torch._dynamo.reset()
+
+
+# --------------------------------------------------------------------------- the plan and the time budget
+
+
+def _lrs(monkeypatch) -> list[tuple[int, float]]:
+    """(step, G's learning rate) of every training step the run takes, recorded as train_step sets it (the steps
+    that measure the speed before the run come first, all at the run's first step)."""
+    seen, step_ = [], tr.train_step
+
+    def recorded(p, data, cfg, rt, step=0):
+        out = step_(p, data, cfg, rt, step)
+        seen.append((step, p.opt_g.param_groups[0]["lr"]))
+        return out
+
+    monkeypatch.setattr(tr, "train_step", recorded)
+    return seen
+
+
+def test_a_budgeted_progan_run_is_planned_to_end_grown(tmp_path, one_thread, capsys):
+    """ProGAN with 3 s for 10,000 epochs: the run measures its speed and lays its growth over the steps that fit,
+    so it ends at 64x64 with alpha 1, in time, without the budget's last-resort stop."""
+    cfg = cfg_for("progan", epochs=10_000.0, time_budget_min=0.05)
+    t0 = time.monotonic()
+    summary = run_train(tmp_path, cfg)
+    assert summary["seconds"] <= 3.0 and time.monotonic() - t0 < 4.0  # train()'s own clock, and the test's
+    assert not summary["stopped_by_time_budget"] and summary["fitted_to_budget"]
+    assert 5 <= summary["steps"] == summary["total_steps"] < 60_000
+    assert summary["epochs_done"] == summary["planned_epochs"] == round(summary["steps"] * 8 / 48, 3)
+    assert summary["epochs_asked"] == 10_000.0
+    ck = load_checkpoint(tmp_path / "ck.pt")
+    for net in ("G", "D", "G_ema"):
+        assert int(ck[net]["stage"]) == 4 and float(ck[net]["alpha"]) == 1.0, net
+    assert ck["extra"]["plan"] == {"steps": summary["steps"], "asked": 60_000, "fitted": True, "lr_period": 0,
+                                   "lr_cycle": 0}
+    out = capsys.readouterr().out
+    # the plan made before training; one re-made on the way (the machine slower than measured) is shorter
+    planned = re.search(r"planned (\d+) steps \([\d.]+ epochs\) of the 60,000 that train.epochs 10000 asks for", out)
+    assert planned and summary["steps"] <= int(planned[1])
+
+
+def test_epochs_auto_trains_what_fits_the_budget(tmp_path, one_thread, monkeypatch, dvclive_installed):
+    import json
+
+    lrs = _lrs(monkeypatch)
+    cfg = cfg_for("dcgan", epochs="auto", time_budget_min=0.03)
+    summary = run_train(tmp_path, cfg, live_dir=tmp_path / "live")
+    assert summary["epochs_asked"] == "auto" and summary["fitted_to_budget"]
+    assert 1 <= summary["steps"] == summary["total_steps"] and not summary["stopped_by_time_budget"]
+    assert [s for s, _ in lrs[-summary["steps"]:]] == list(range(summary["steps"]))  # the run's steps, after the probe
+    assert load_checkpoint(tmp_path / "ck.pt")["extra"]["plan"]["asked"] is None
+    metrics = json.loads((tmp_path / "live" / "metrics.json").read_text())
+    assert metrics["planned_epochs"] == metrics["epochs_done"] == summary["planned_epochs"]
+    assert metrics["fitted_to_budget"] is True
+
+
+def test_epochs_auto_needs_a_budget(tmp_path, capsys):
+    from pipeline.config import ConfigError
+
+    with pytest.raises(ConfigError, match="train.epochs: auto .* train.time_budget_min, which is 0"):
+        run_train(tmp_path, cfg_for("dcgan", epochs="auto"))
+    save_dataset(tmp_path / "d.npz", tiny_dataset())
+    assert tr.main(["--data", str(tmp_path / "d.npz"), "--out", str(tmp_path / "ck.pt"), "--device", "cpu",
+                    "--no-progress", "--set", "model=dcgan", "--set", "epochs=auto"]) == 2
+    assert "error: train.epochs: auto trains as many epochs as fit train.time_budget_min" in capsys.readouterr().err
+    assert not (tmp_path / "ck.pt").exists()
+
+
+def test_a_budgeted_cosine_run_ends_its_last_cycle(tmp_path, one_thread, monkeypatch):
+    """Cycles of 2 epochs (12 steps) asked for, 10,000 epochs that cannot fit: the plan is a whole number of
+    cycles, each stretched a little, and the last step has the last cycle's lowest rate."""
+    lrs = _lrs(monkeypatch)
+    cfg = cfg_for("dcgan", epochs=10_000.0, time_budget_min=0.05, cosine_restart_epochs=2.0, lr_g=0.002)
+    summary = run_train(tmp_path, cfg)
+    plan = load_checkpoint(tmp_path / "ck.pt")["extra"]["plan"]
+    steps, period = summary["steps"], plan["lr_period"]
+    assert steps == summary["total_steps"] == plan["steps"] and not summary["stopped_by_time_budget"]
+    assert period >= min(12, steps) and steps % period == 0 and plan["lr_cycle"] == 12
+    if steps >= 24:  # two cycles or more: each stretched by less than a cycle's share of the steps left over
+        assert period < 12 + 12 / (steps // period)
+    run = lrs[-steps:]
+    assert [s for s, _ in run] == list(range(steps))
+    assert run[-period][1] == 0.002  # the last cycle starts at the base rate ...
+    assert run[-1][1] == pytest.approx(0.002 * (1 + math.cos(math.pi * (period - 1) / period)) / 2)
+    assert run[-1][1] < 0.002 * 0.02 or period < 12  # ... and ends near 0 (a cycle of 12 or more: under 2%)
+
+
+def test_a_budget_too_small_is_an_error_before_any_checkpoint(tmp_path, capsys, monkeypatch, one_thread):
+    save_dataset(tmp_path / "d.npz", tiny_dataset())
+    args = ["--data", str(tmp_path / "d.npz"), "--out", str(tmp_path / "ck.pt"), "--device", "cpu", "--no-progress",
+            "--set", "model=dcgan", "--set", "dcgan={z_dim: 16, g_width: 8, d_width: 8}", "--set", "batch_size=8"]
+    assert tr.main([*args, "--set", "time_budget_min=0.0001"]) == 2  # 6 ms: setting up takes longer
+    err = capsys.readouterr().err
+    assert err.startswith("error: the time budget of 0.0001 min (0.006 s, train.time_budget_min) is too small for "
+                          "a single step:")
+    assert "a step takes" in err and not (tmp_path / "ck.pt").exists()
+    # ProGAN needs a step per stage, 5: at 1 s a step (as if measured) 3 s hold fewer
+    measure = tr.measure_costs
+    monkeypatch.setattr(tr, "measure_costs", lambda run: replace(measure(run), share_s=(1.0,) * 5))
+    with pytest.raises(tr.TimeBudgetError, match=r"too small for 5 steps, one per stage that progan grows through: "
+                                                 r".* a step takes 1 s as measured"):
+        run_train(tmp_path, cfg_for("progan", epochs=100.0, time_budget_min=0.05))
+    assert not (tmp_path / "ck.pt").exists()
+
+
+def test_a_resumed_budgeted_run_continues_its_plan(tmp_path, one_thread, monkeypatch, capsys):
+    """Killed after its first checkpoint, a run fitted to its budget resumes with the plan it had (kept in the
+    checkpoint), not with the 60,000 steps its epochs ask for, and ends it grown."""
+    checkpoint = tr.Run.checkpoint
+
+    def killed(run):
+        checkpoint(run)
+        if run.step < run.steps:
+            raise KeyboardInterrupt("killed")
+
+    monkeypatch.setattr(tr.Run, "checkpoint", killed)
+    cfg = cfg_for("progan", epochs=10_000.0, time_budget_min=0.05, checkpoint_every=3)
+    with pytest.raises(KeyboardInterrupt):
+        run_train(tmp_path, cfg)
+    ck = load_checkpoint(tmp_path / "ck.pt")
+    planned = ck["total_steps"]
+    assert ck["step"] == 3 and ck["extra"]["plan"]["fitted"] and 5 <= planned < 60_000
+    monkeypatch.setattr(tr.Run, "checkpoint", checkpoint)
+    capsys.readouterr()
+    summary = run_train(tmp_path, replace(cfg, time_budget_min=0.2), resume=True)  # more time: the same plan
+    assert f"resuming from {tmp_path / 'ck.pt'} at step 3 of {planned}" in capsys.readouterr().out
+    assert summary["steps"] == summary["total_steps"] == planned and summary["fitted_to_budget"]
+    ck = load_checkpoint(tmp_path / "ck.pt")
+    assert int(ck["G"]["stage"]) == 4 and float(ck["G"]["alpha"]) == 1.0
+
+
+def test_a_run_slower_than_measured_shrinks_its_plan_and_never_goes_back(tmp_path, one_thread, monkeypatch, capsys):
+    """Steps that take twice what was measured (a slower machine from the first step on): the run re-plans, only
+    ever to fewer steps, so ProGAN's progress only moves on, and it still ends grown and in time."""
+    plan_to_budget, step_ = tr.plan_to_budget, tr.train_step
+    planned, fractions = [], []
+
+    def measured(run, budget_s):
+        plan_to_budget(run, budget_s)
+        planned.append(run.steps)
+
+    def slower(p, data, cfg, rt, step=0):
+        t0 = time.monotonic()
+        out = step_(p, data, cfg, rt, step)
+        if planned:  # the run's steps, not those that measure the speed
+            fractions.append(float(tr.unwrap(p.G).stage) + float(tr.unwrap(p.G).alpha))
+            time.sleep(time.monotonic() - t0)
+        return out
+
+    monkeypatch.setattr(tr, "plan_to_budget", measured)
+    monkeypatch.setattr(tr, "train_step", slower)
+    summary = run_train(tmp_path, cfg_for("progan", epochs=10_000.0, time_budget_min=0.05))
+    assert "time budget: re-planned to" in capsys.readouterr().err
+    assert not summary["stopped_by_time_budget"] and summary["steps"] == summary["total_steps"] < planned[0]
+    assert fractions == sorted(fractions)  # stage + alpha never went down
+    ck = load_checkpoint(tmp_path / "ck.pt")
+    assert int(ck["G"]["stage"]) == 4 and float(ck["G"]["alpha"]) == 1.0
+
+
+def test_measuring_the_speed_leaves_no_trace(tmp_path, one_thread):
+    """The steps that measure the speed are undone: a budgeted run whose epochs fit trains exactly what the run
+    without a budget trains, bit for bit (the Kaggle kernel, always budgeted, gives the submission `dvc repro`
+    gives)."""
+    for name, budget in (("free", 0.0), ("budgeted", 5.0)):
+        (tmp_path / name).mkdir()
+        summary = run_train(tmp_path / name, cfg_for("biggan", epochs=0.5, time_budget_min=budget,
+                                                      cosine_restart_epochs=0.25, augment="translation"))
+        assert summary["steps"] == 3 and not summary["fitted_to_budget"]
+    free, budgeted = load_checkpoint(tmp_path / "free" / "ck.pt"), load_checkpoint(tmp_path / "budgeted" / "ck.pt")
+    for key in ("G", "D", "G_ema", "opt_g", "opt_d", "rng_cpu"):
+        assert _same_state(free[key], budgeted[key]), key
+    assert _same_state(free["extra"]["rng"], budgeted["extra"]["rng"])
+
+
+def test_cosine_plan_tiles_the_plan_with_whole_cycles():
+    from pipeline.plan import cosine_plan
+
+    assert cosine_plan(12, 4) == (12, 4)  # 3 cycles fit exactly
+    assert cosine_plan(14, 4) == (12, 4)  # 3 cycles of 14 // 3 = 4: 2 steps left over
+    assert cosine_plan(11, 4) == (10, 5)  # 2 cycles, stretched to 11 // 2 = 5 steps
+    assert cosine_plan(100, 30) == (99, 33)  # 3 cycles of 33
+    assert cosine_plan(89_375, 6875) == (89_375, 6875)  # 130 epochs at batch 32, restarts every 10 epochs: 13 cycles
+    assert cosine_plan(5, 8) == (5, 5)  # not even one cycle fits: one over the whole plan
+    assert cosine_plan(7, 0) == (7, 0)  # no restarts
+    assert cosine_plan(5, 2, at_least=5) == (5, 5)  # 2 cycles of 2 would leave 4 of the 5 steps needed
+    for planned in range(1, 60):
+        for cycle in range(1, 20):
+            steps, period = cosine_plan(planned, cycle)
+            assert steps % period == 0 and planned - period < steps <= planned
+            assert period >= min(cycle, planned)
+
+
+def test_cosine_factor_is_torchs_warm_restarts_from_the_step():
+    from pipeline.plan import cosine_factor
+
+    # period 4: 1, (1 + cos(pi / 4)) / 2, 1 / 2, (1 + cos(3 pi / 4)) / 2, then 1 again
+    assert [cosine_factor(s, 4) for s in range(6)] == pytest.approx([1, 0.8535534, 0.5, 0.1464466, 1, 0.8535534],
+                                                                     abs=1e-7)
+    assert cosine_factor(9, 10) == pytest.approx(0.0244717, abs=1e-7)  # a cycle's last step: (1 + cos(0.9 pi)) / 2
+    assert cosine_factor(123, 0) == 1.0  # no restarts
+    opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.5)
+    sched = torch.optim.lr_scheduler.CosineAnnealingWarmRestarts(opt, T_0=7)
+    for step in range(30):
+        assert opt.param_groups[0]["lr"] == pytest.approx(0.5 * cosine_factor(step, 7), abs=1e-12)
+        opt.step()
+        sched.step()
+
+
+def test_plan_costs_count_steps_by_stage_and_the_periodic_work():
+    from pipeline.plan import Costs, events, fit_steps, fits, run_seconds, share_at, steps_seconds
+
+    assert [share_at(t, 7, 3) for t in range(7)] == [0, 0, 0, 1, 1, 2, 2]  # t / 7 reaches 1/3 at 3, 2/3 at 5
+    assert steps_seconds(0, 7, (1, 2, 3)) == 3 * 1 + 2 * 2 + 2 * 3
+    assert steps_seconds(0, 10, (1, 2, 3, 4, 5)) == 30  # 2 steps per share
+    assert steps_seconds(7, 10, (1, 2, 3, 4, 5)) == 4 + 5 + 5  # step 7 in share 3, steps 8 and 9 in share 4
+    assert events(0, 10, 4, at_end=True) == 3  # after steps 4, 8 and the last, 10
+    assert events(4, 8, 4, at_end=True) == 1 and events(0, 10, 0, at_end=True) == 0
+    # 10 steps of 1 s; grids every 4 (3 of them, 0.5 s each), checkpoints every 5 (step 5 and after the end, 0.25 s
+    # each), evaluations every 6 (step 6 and the last, 2 s each), the GIF of 2 frames (as grids)
+    costs = Costs((1.0,), grid_s=0.5, checkpoint_s=0.25, eval_s=2.0, sample_every=4, checkpoint_every=5, eval_every=6,
+                  gif_frames=2)
+    assert run_seconds(0, 10, costs) == 10 + 1.5 + 4 + 0.5 + 1.0
+    # grids after steps 8 and 10, the last evaluation, the final checkpoint, the GIF
+    assert run_seconds(6, 10, costs) == 4 + 1.0 + 2 + 0.25 + 1.0
+    # fits: the work counted 5% longer, plus room for two more steps and checkpoints (2.5 s)
+    assert fits(17 * 1.05 + 2.5, 0, 10, costs) and not fits(17 * 1.05 + 2.49, 0, 10, costs)
+    plain = Costs((1.0,))
+    assert fit_steps(1.05 * 20 + 2, 0, None, plain) == 20  # 20 steps of 1 s, counted 21 s, and 2 s of room
+    assert fit_steps(1.05 * 20 + 2, 0, 12, plain) == 12  # no more than the limit
+    assert fit_steps(1.05 * 20 + 2, 5, None, plain) == 25  # 20 more after 5 done
+    assert fit_steps(3.0, 5, None, plain) == 5  # not one more
+    assert fit_steps(1.05 * 20 + 2, 0, None, replace(plain, scale=2.0)) == 9  # twice as slow: 2.1 x 9 + 4 <= 23
+
+
+def test_a_budget_never_asks_for_more_steps_than_the_epochs_do(tmp_path, one_thread):
+    """ProGAN asked for 3 steps (fewer than its 5 stages, as without a budget) with plenty of time: they fit."""
+    summary = run_train(tmp_path, cfg_for("progan", epochs=0.5, time_budget_min=1.0))
+    assert summary["steps"] == summary["total_steps"] == 3 and not summary["fitted_to_budget"]
