@@ -90,7 +90,7 @@ def main() -> int:
     ds = load_dataset(args.data)
     network = load_network("standin")
     ref_stats = feature_statistics(extract_features(network, ds.images, progress=False))
-    overrides = [s.removeprefix("train.") for s in args.set]
+    overrides = args.set
     rows = []
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, {platform.processor() or 'cpu'}; "
           f"{len(ds.images)} crops from {args.data}")

@@ -414,10 +414,12 @@ def apply_overrides(section: str, values: dict[str, Any], overrides: list[str]) 
         if not sep:
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set {section}.margin=0.1")
         key = key.strip()
-        if "." in key:
-            prefix, key = key.split(".", 1)
-            if prefix != section:
-                raise ConfigError(f"--set {item!r}: this stage reads section {section!r}, not {prefix!r}")
+        prefix, _, rest = key.partition(".")
+        if rest and prefix == section:
+            key = rest
+        elif rest and prefix in SECTIONS:
+            raise ConfigError(f"--set {item!r}: this stage reads section {section!r}, not {prefix!r}")
+        # anything else is a key of this section, nested or not: train.biggan.g_width or biggan.g_width
         *parents, leaf = key.split(".")
         node = values
         for part in parents:  # e.g. train.biggan.g_width=64

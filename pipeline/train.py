@@ -190,13 +190,9 @@ def set_progress(p: Parts, fraction: float) -> None:
 
 
 def growth_stages(p: Parts) -> int:
-    """The stages a progressive model grows through (ProGAN: 5, 4x4 to 64x64); 1 for the others. Asked of the
-    model: its ``growth_stages`` where it says, else the stages it gives torch.compile (``compiled_stages``, see
-    compile_room)."""
-    models = [unwrap(m) for m in (p.G, p.D)]
-    if not any(hasattr(m, "set_progress") for m in models):
-        return 1
-    return max(getattr(m, "growth_stages", getattr(m, "compiled_stages", 1)) for m in models)
+    """The stages a progressive model grows through, as it says (``growth_stages``; ProGAN: 5, 4x4 to 64x64);
+    1 for the others."""
+    return max(getattr(unwrap(m), "growth_stages", 1) for m in (p.G, p.D))
 
 
 def set_lr(p: Parts, cfg: TrainConfig, step: int) -> None:

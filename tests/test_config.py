@@ -163,3 +163,10 @@ def test_epochs_auto_fits_the_time_budget(tmp_path):
         with pytest.raises(ConfigError) as info:
             build_config("train", {"epochs": value})
         assert str(info.value) == message
+
+
+def test_nested_override_without_the_section_prefix():
+    """`--set biggan.g_width=16` reads as train.biggan.g_width (it once read 'biggan' as a params section)."""
+    values = apply_overrides("train", {"biggan": {"d_width": 8}}, ["biggan.g_width=16", "train.dcgan.z_dim=64"])
+    assert values["biggan"] == {"d_width": 8, "g_width": 16} and values["dcgan"] == {"z_dim": 64}
+    assert build_config("train", values).model_options.g_width == 16

@@ -8,7 +8,8 @@ Every model follows one interface, so the training loop never asks which model i
 - ``D(x, y)``: x float [N, 3, 64, 64] in [-1, 1], y int64 [N] or None -> ``(logits [N], class_logits
   [N, n_classes] or None)``; ``class_logits`` only when built with an auxiliary classifier.
 - Optional ``set_progress(fraction)`` on G and D: the fraction of training done, in [0, 1]. Progressive
-  models grow with it; the state it sets lives in buffers, so checkpoints carry it.
+  models grow with it; the state it sets lives in buffers, so checkpoints carry it. Such a model says through
+  how many stages it grows (``growth_stages``): a time-budgeted run gives each of them one step at least.
 
 Each model registers a frozen dataclass of its options (plain int/float/bool/str/Literal fields with
 defaults): ``params.yaml`` gives them under ``train.<model name>``, validated like every other section.

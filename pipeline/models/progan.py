@@ -99,6 +99,7 @@ class _Progressive(nn.Module):
 
     has_unused_parameters = True  # for DDP: see the module docstring
     compiled_stages = len(RESOLUTIONS)  # torch.compile specialises forward on each (see train.compile_room)
+    growth_stages = len(RESOLUTIONS)  # a time-budgeted run must give each at least one step (train.growth_stages)
 
     def __init__(self, grow: float):
         super().__init__()
