@@ -2,7 +2,8 @@
 
     .venv/bin/python scripts/docs_pictures.py [LIVE_DIR]   # writes docs/*.png
 
-docs/mifid.png needs a run with the in-training MiFID on; its dvclive folder is LIVE_DIR (default dvclive/):
+docs/learn_*.png are the last sample grids of `bench/learn_bench.py` (bench/out/learn/). docs/mifid.png needs a
+run with the in-training MiFID on; its dvclive folder is LIVE_DIR (default dvclive/):
     python -m pipeline.train --data data/prepared/dogs64.npz --out /tmp/run/ck.pt --live /tmp/run/live \
         --set train.eval_every=6
 
@@ -88,6 +89,15 @@ def walk_strip(walk_gif: Path, walks: tuple[int, ...] = (0, 1, 8, 9), frames: in
     return labelled_rows(strips, labels, label_width=80)
 
 
+def grid_rows(path: Path, rows: int = 4) -> Image.Image | None:
+    """The title and the first ``rows`` breed rows of a sample grid (zoom 2: 128 px tiles), at half size."""
+    if not path.is_file():
+        return None
+    with Image.open(path) as grid:
+        grid = grid.convert("RGB")
+        return grid.crop((0, 0, grid.width, TITLE + PAD + rows * (128 + CAPTION + PAD))).reduce(2)
+
+
 def shrunk(path: Path, width: int) -> Image.Image | None:
     if not path or not path.is_file():
         return None
@@ -163,6 +173,9 @@ def main() -> int:
         "progress.png": progress_strip(REPO / "models" / "samples"),
         "walk.png": walk_strip(REPO / "submissions" / "walk.gif"),
         "memorizer.png": shrunk(memorizer, 640) if memorizer else None,
+        "submission.png": shrunk(REPO / "submissions" / "images_grid.png", 440),
+        **{f"learn_{m}.png": grid_rows(REPO / "bench" / "out" / "learn" / m / "samples" / "last.png")
+           for m in ("dcgan", "progan", "biggan")},
     }
     needs = {  # what makes each picture's source
         "mifid.png": f"a training run with train.eval_every > 0 whose dvclive folder is given as LIVE_DIR (not {live}); "
@@ -170,6 +183,8 @@ def main() -> int:
         "progress.png": "the demo (dvc repro)",
         "walk.png": "python -m pipeline.generate --checkpoint models/checkpoint.pt --walk submissions/walk.gif",
         "memorizer.png": "the demo (dvc repro)",
+        "submission.png": "the demo (dvc repro)",
+        **{f"learn_{m}.png": f"bench/learn_bench.py (its {m} run in bench/out/learn)" for m in ("dcgan", "progan", "biggan")},
     }
     for name, picture in made.items():
         if picture is None:

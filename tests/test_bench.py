@@ -214,3 +214,28 @@ def test_gpu_suite_calls_bench_scripts_with_options_they_have():
         source = (REPO / script).read_text()
         for option in re.findall(r"(?<![\w-])--[a-z][\w-]*", args):
             assert f'"{option}"' in source, f"gpu_suite.sh calls {script} with {option}, which it does not define"
+
+
+def test_learn_bench_measures_a_model_against_its_data(tmp_path):
+    """A tiny DCGAN for a few steps on 24 images: the JSON rows, thumbnail and stand-in FIDs at both ends, grids."""
+    import numpy as np
+
+    from pipeline.files import Dataset, save_dataset
+
+    rng = np.random.default_rng(0)
+    labels = np.arange(24) % 2
+    images = np.clip(np.where(labels[:, None, None, None] == 0, 200, 50) + rng.normal(0, 20, (24, 64, 64, 3)),
+                     0, 255).astype(np.uint8)
+    save_dataset(tmp_path / "d.npz", Dataset(images, labels, np.array(["bright", "dark"]),
+                                             np.array([f"p{i}#0" for i in range(24)])))
+    out = tmp_path / "learn"
+    proc = run_bench("learn_bench.py", "--models", "dcgan", "--minutes", "0.5", "--images", "16", "--data",
+                     str(tmp_path / "d.npz"), "--out", str(out), "--set", "train.epochs=1",
+                     "--set", "train.batch_size=8", "--set", "train.dcgan.g_width=4", "--set", "train.dcgan.d_width=4",
+                     "--set", "train.sample_every=1")
+    rows = json.loads((out / "results.json").read_text())["rows"]
+    assert [r["model"] for r in rows] == ["dcgan"] and rows[0]["steps"] == 3
+    for end in ("start", "end"):
+        assert rows[0][end]["thumbnail_fid"] > 0 and rows[0][end]["standin_fid"] > 0
+    assert (out / "dcgan" / "samples" / "last.png").is_file()
+    assert "| dcgan | 0.5 | 3 |" in proc.stdout
