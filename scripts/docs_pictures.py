@@ -5,7 +5,7 @@
 docs/learn_*.png are the last sample grids of `bench/learn_bench.py` (bench/out/learn/). docs/mifid.png needs a
 run with the in-training MiFID on; its dvclive folder is LIVE_DIR (default dvclive/):
     python -m pipeline.train --data data/prepared/dogs64.npz --out /tmp/run/ck.pt --live /tmp/run/live \
-        --set train.eval_every=6
+        --set train.eval_every=25
 
 The real outputs (models/samples/progress.gif, submissions/walk.gif, reports/memorization.png, ...) are
 megabytes: GIFs of noisy 64x64 pictures compress poorly. The README shows stills of a few tiles instead,
