@@ -105,8 +105,11 @@ class Costs:
 
     share_s: a training step at each of n equal shares of the plan, in order, as measured in its middle: a
     progressive model's steps get dearer as it grows (ProGAN's at 64x64 cost 10 times those at 4x4 on a CPU), so
-    it is measured at as many points as it has stages; one entry for a model that does not grow. scale: how much
-    slower (> 1) or faster the steps run than ``share_s`` says, measured on the steps taken so far. grid_s, checkpoint_s, eval_s: one sample grid, checkpoint
+    it is measured at two points per stage (``train.probe_shares``); one entry for a model that does not grow. scale: how much
+    slower (> 1) or faster every step runs than ``share_s`` says. extra_s: seconds each step takes on top of
+    that, measured on the steps taken so far (the loop's own work: progress bar, logging, set_progress): added, not
+    multiplied, so that cheap early steps running slower than measured do not make a progressive model's dear
+    late steps count that many times slower. grid_s, checkpoint_s, eval_s: one sample grid, checkpoint
     and evaluation (0: none is made, or its time is not known yet); sample_every, checkpoint_every, eval_every:
     their intervals in steps (0: none). Grids and evaluations come at every multiple of their interval and after the
     last step; checkpoints at every multiple before it and once after it. gif_frames: the frames of the progress
@@ -116,6 +119,7 @@ class Costs:
 
     share_s: tuple[float, ...]
     scale: float = 1.0
+    extra_s: float = 0.0
     grid_s: float = 0.0
     checkpoint_s: float = 0.0
     eval_s: float = 0.0
@@ -128,7 +132,7 @@ class Costs:
     @property
     def step_s(self) -> float:
         """A step's mean time over the shares: what a whole plan costs per step."""
-        return self.scale * sum(self.share_s) / len(self.share_s)
+        return self.scale * sum(self.share_s) / len(self.share_s) + self.extra_s
 
 
 def share_at(step: int, planned: int, n: int) -> int:
@@ -166,7 +170,7 @@ def run_seconds(done: int, planned: int, costs: Costs) -> float:
     evaluations and checkpoints due on the way, the final checkpoint and the progress GIF."""
     if planned <= done:
         return 0.0
-    return (costs.scale * steps_seconds(done, planned, costs.share_s)
+    return (costs.scale * steps_seconds(done, planned, costs.share_s) + (planned - done) * costs.extra_s
             + events(done, planned, costs.sample_every, at_end=True) * costs.grid_s
             + events(done, planned, costs.eval_every, at_end=True) * costs.eval_s
             + (events(done, planned - 1, costs.checkpoint_every, at_end=False) + 1) * costs.checkpoint_s
@@ -178,7 +182,7 @@ def headroom_s(costs: Costs) -> float:
     before each step wants room for two steps and two checkpoints: so much again on top of the last step and the
     final checkpoint that the plan counts, which absorbs a slow step or two at the end. A step here is one of the
     last share, or the recent speed if that is slower."""
-    return 2 * max(costs.scale * costs.share_s[-1], costs.recent_step_s) + 2 * costs.checkpoint_s
+    return 2 * max(costs.scale * costs.share_s[-1] + costs.extra_s, costs.recent_step_s) + 2 * costs.checkpoint_s
 
 
 def fits(left_s: float, done: int, planned: int, costs: Costs, margin: float = PLAN_MARGIN) -> bool:
@@ -192,7 +196,7 @@ def fit_steps(left_s: float, done: int, limit: int | None, costs: Costs, margin:
     ``done`` steps done; ``done`` when not even one more step fits. (A plan's time grows with its length, so the
     longest is found by bisection.)"""
     if limit is None:  # no plan can be longer than the steps that fit at the fastest share's speed
-        fastest = costs.scale * min(costs.share_s)
+        fastest = costs.scale * min(costs.share_s) + costs.extra_s
         limit = done + (math.ceil(left_s / fastest) if fastest > 0 else 10**12) + 1
     if limit <= done or not fits(left_s, done, done + 1, costs, margin):
         return done

@@ -779,14 +779,22 @@ def undone(p: Parts, data: DeviceData):
             torch.cuda.set_rng_state(saved["rng"]["cuda"], data.device)
 
 
+def probe_shares(stages: int) -> int:
+    """How many equal shares of training the speed is measured in: one for a model that does not grow; two per
+    stage for one that does. ProGAN grows in the first half of training: with one share per stage its 32x32 steps
+    were timed as 16x16 ones, and the slowdown the run then saw was put on its 64x64 steps too, which shrank a
+    10-minute plan to 72% of it; with two per stage each of its stages has a share's middle in it."""
+    return 1 if stages <= 1 else 2 * stages
+
+
 def measure_costs(run: Run) -> Costs:
-    """Time the run's work before it starts, for its time budget: training steps in the middle of as many equal
-    shares of training as the model has growth stages (:data:`PROBE_STEPS` at each after one that warms up, compiles
+    """Time the run's work before it starts, for its time budget: training steps in the middle of
+    :func:`probe_shares` equal shares of training (:data:`PROBE_STEPS` at each after one that warms up, compiles
     or tunes; on the run's own models, then undone), a sample grid (rendered at the end of growth and encoded, not
     written) and a checkpoint (serialised in memory). Every process takes the steps (under DDP they synchronise);
     the grid and the checkpoint are rank 0's."""
     p, cfg, rt = run.p, run.cfg, run.rt
-    n = run.stages
+    n = probe_shares(run.stages)
     share_s = []
     grid_s = checkpoint_s = 0.0
     with undone(p, run.data):
@@ -815,12 +823,14 @@ def measure_costs(run: Run) -> Costs:
 
 
 def current_costs(run: Run) -> Costs:
-    """The measured costs revised by what the run has seen since: the speed of its steps (once there are
-    :data:`SCALE_AFTER` of them), the latest checkpoint, grid and evaluation (an evaluation's time is known only
-    after the first)."""
+    """The measured costs revised by what the run has seen since: the time its steps took beyond the measured
+    (once there are :data:`SCALE_AFTER` of them; as seconds per step on top, see ``plan.Costs``), the latest
+    checkpoint, grid and evaluation (an evaluation's time is known only after the first)."""
     c = run.costs
-    scale = run.taken_s / run.expected_s if run.steps_taken >= SCALE_AFTER and run.expected_s > 0 else c.scale
-    return replace(c, scale=scale, checkpoint_s=max(c.checkpoint_s, run.checkpoint_s), grid_s=max(c.grid_s, run.grid_s),
+    extra = c.extra_s
+    if run.steps_taken >= SCALE_AFTER:
+        extra = max(0.0, (run.taken_s - run.expected_s) / run.steps_taken)
+    return replace(c, extra_s=extra, checkpoint_s=max(c.checkpoint_s, run.checkpoint_s), grid_s=max(c.grid_s, run.grid_s),
                    eval_s=run.eval_s, recent_step_s=run.step_s)
 
 

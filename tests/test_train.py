@@ -903,3 +903,15 @@ def test_a_budget_never_asks_for_more_steps_than_the_epochs_do(tmp_path, one_thr
     """ProGAN asked for 3 steps (fewer than its 5 stages, as without a budget) with plenty of time: they fit."""
     summary = run_train(tmp_path, cfg_for("progan", epochs=0.5, time_budget_min=1.0))
     assert summary["steps"] == summary["total_steps"] == 3 and not summary["fitted_to_budget"]
+
+
+def test_the_speed_is_measured_in_every_progan_stage():
+    """Two probe shares per growth stage: the middle of some share falls in each of ProGAN's stages, which grow
+    over the first half of training (one share per stage timed its 32x32 steps at 16x16 and shrank the plan)."""
+    from pipeline.models.progan import RESOLUTIONS, schedule
+
+    assert tr.probe_shares(1) == 1
+    n = tr.probe_shares(len(RESOLUTIONS))
+    assert n == 10
+    assert {schedule((i + 0.5) / n, len(RESOLUTIONS))[0] for i in range(n)} == set(range(len(RESOLUTIONS)))
+    assert len({schedule((i + 0.5) / len(RESOLUTIONS), len(RESOLUTIONS))[0] for i in range(len(RESOLUTIONS))}) < 5
