@@ -90,13 +90,12 @@ def main() -> int:
     ds = load_dataset(args.data)
     network = load_network("standin")
     ref_stats = feature_statistics(extract_features(network, ds.images, progress=False))
-    overrides = args.set
     rows = []
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads, {platform.processor() or 'cpu'}; "
           f"{len(ds.images)} crops from {args.data}")
     for model in args.models:
         t0 = time.monotonic()
-        r = run_model(model, ds, args.minutes, overrides, Path(args.out) / model, args.images)
+        r = run_model(model, ds, args.minutes, args.set, Path(args.out) / model, args.images)
         r["start"] = measure(r.pop("start_images"), ds.images, ref_stats, network)
         r["end"] = measure(r.pop("images"), ds.images, ref_stats, network)
         r["wall_s"] = round(time.monotonic() - t0, 1)
