@@ -95,7 +95,8 @@ def main() -> int:
     reference = rng.integers(0, 256, (args.reference, 64, 64, 3), dtype=np.uint8)
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        stats, _ = reference_statistics(reference, network, tmp, score_cfg.batch_size, rt.device, progress=True)
+        stats, _ = reference_statistics(reference, network, tmp, "photos", score_cfg.batch_size, rt.device,
+                                        progress=True)
         reference_s = time.perf_counter() - t0
         ev = tr.Evaluator(network, stats, score_cfg, cfg.eval_images, tr.unwrap(parts.G).z_dim,
                           np.bincount(ds.labels, minlength=120).tolist(), seed=0)

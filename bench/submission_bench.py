@@ -77,17 +77,19 @@ def random_inception(calibration_images: int = 48) -> tuple[feat.FeatureNetwork,
             mock.patch.object(torch.nn.Module, "load_state_dict", lambda self, *a, **k: None), \
             mock.patch.object(fid_inception, "fid_inception_v3", keep):
         torch.manual_seed(0)
-        net = fid_inception.InceptionV3([3], resize_input=True, normalize_input=True)
+        # fed by inception_input (the TF graph's resize and scale), as the registered network is
+        net = fid_inception.InceptionV3([3], resize_input=False, normalize_input=False)
     norms = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     for m in norms:
         m.reset_running_stats()
         m.momentum = None  # a plain average over the calibration batch
-    images = np.random.default_rng(0).integers(0, 256, (calibration_images, 3, 64, 64), dtype=np.uint8)
+    images = np.random.default_rng(0).integers(0, 256, (calibration_images, 64, 64, 3), dtype=np.uint8)
     net.train()
     with torch.no_grad():
-        net(torch.from_numpy(images).float() / 255)
+        net(feat.inception_input(images))
     net.eval()
-    return feat.FeatureNetwork("inception", feat._PoolFeatures(net), 2048, True, "random"), inner[-1]
+    return (feat.FeatureNetwork("inception", feat._PoolFeatures(net), 2048, True, "random",
+                                prepare=feat.inception_input), inner[-1])
 
 
 def network_for(name: str) -> tuple[feat.FeatureNetwork, str]:
@@ -133,7 +135,7 @@ def score_command(work: Path, zp: Path, device: str, n: int, n_ref: int, network
         old.unlink()
     params = work / "no-params.yaml"  # empty: every setting takes its built-in default (a named file must exist)
     params.write_text("# empty: built-in defaults\n")
-    cmd = [sys.executable, "-m", "pipeline.score", "--submission", str(zp), "--reference", str(ref),
+    cmd = [sys.executable, "-m", "pipeline.score", "--submission", str(zp), "--photos", str(ref),
            "--metrics", str(work / "score.json"), "--leaderboard-dir", str(work), "--cache", str(cache),
            "--device", device, "--no-progress", "--params", str(params),
            "--set", f"score.network={network}", "--set", f"score.expected_images={n}",

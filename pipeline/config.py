@@ -204,21 +204,23 @@ class GenerateConfig:
 
 @dataclass(frozen=True)
 class ScoreConfig:
-    """Section ``score``: how a submission zip is scored (MiFID against the prepared training images).
+    """Section ``score``: how a submission zip is scored (MiFID against a reference set of training images).
 
     ``inception`` is the network Kaggle's public board used (its weights must be on disk or downloadable);
-    ``standin`` needs no download but its numbers are not comparable to Kaggle's.
+    ``standin`` needs no download but its numbers are not comparable to Kaggle's. ``photos`` is the reference
+    Kaggle's scorer used (every training photo, whole, squashed to 64x64); ``crops`` is the prepared training set.
     """
 
     network: Literal["inception", "standin"] = "inception"  # a name in pipeline.metrics.features.NETWORKS
+    reference: Literal["photos", "crops"] = "photos"  # photos: Kaggle's reference; crops: data/prepared/dogs64.npz
     eps: float = field(default=0.1, metadata=_range(0.0, 1.0))  # memorization threshold: public 0.1, private 0.25
     batch_size: int = field(default=100, metadata=_range(1, 100_000))  # images per feature-network pass
     inception_weights: str = ""  # path of pt_inception-2015-12-05-6726825d.pth; "" = $FID_WEIGHTS or the hub cache
     expected_images: int = field(default=10_000, metadata=_range(1, None))  # images the zip must hold (Kaggle: 10,000)
     chunk: int = field(default=1024, metadata=_range(1, None))  # generated rows per block of the distance computation
-    # how Tr sqrtm(sigma_gen sigma_ref) is taken (pipeline.metrics.mifid.FRECHET_METHODS): sqrtm is Kaggle's
-    # computation (10-30 s at 2048-d); eigh gives the same number to 5e-10 relative or better from eigenvalues, in about a second
-    frechet: Literal["sqrtm", "eigh"] = "sqrtm"
+    # how Tr sqrtm(sigma_gen sigma_ref) is taken (pipeline.metrics.mifid.FRECHET_METHODS): eigh, from eigenvalues
+    # in about a second, equals sqrtm, Kaggle's literal algorithm (10-30 s at 2048-d), to 5e-10 relative or better
+    frechet: Literal["sqrtm", "eigh"] = "eigh"
 
 
 @dataclass(frozen=True)

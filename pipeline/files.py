@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import tempfile
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -173,8 +174,9 @@ def load_dataset(path: str | os.PathLike) -> Dataset:
             if missing:
                 raise ValueError(f"missing arrays {sorted(missing)}")
             return Dataset(z["images"], z["labels"], z["breeds"], z["sources"])
-    except (ValueError, OSError, EOFError) as exc:
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:  # BadZipFile: a truncated file
         raise ValueError(
-            f"{path} is not a dataset written by pipeline.prepare ({exc}). Delete it and rerun prepare."
+            f"{path} is not a dataset written by pipeline.prepare or pipeline.reference ({exc}). Delete it and "
+            "rerun the stage that writes it (dvc repro)."
         ) from exc
 

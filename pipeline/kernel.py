@@ -443,7 +443,7 @@ def watch_instructions(kernel_id: str) -> str:
         f"  log:    kaggle kernels logs {kernel_id}\n"
         f"  output: kaggle kernels output {kernel_id} -p submissions/kaggle   (images.zip, run_summary.json, ...)\n"
         f"  score:  python -m pipeline.validate submissions/kaggle/images.zip, then python -m pipeline.score "
-        f"--submission submissions/kaggle/images.zip --reference data/prepared/dogs64.npz ..."
+        f"--submission submissions/kaggle/images.zip --photos data/prepared/photos64.npz ..."
     )
 
 

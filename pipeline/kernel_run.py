@@ -38,6 +38,7 @@ from pipeline.download import COMPETITION
 from pipeline.files import COMPETITION_SIZE, write_bytes, write_json, write_text
 from pipeline.generate import write_submission
 from pipeline.layout import CompetitionDirs, find_competition_dirs
+from pipeline.metrics.reference import build_photo_reference
 from pipeline.plan import AUTO
 from pipeline.prepare import prepare
 from pipeline.runtime import pick_device, setup_runtime
@@ -205,6 +206,13 @@ def run(params: dict, root: Path, scratch: Path, progress: bool = False) -> dict
     print(f"kernel: prepare kept {report['boxes_kept']} crops of {report['breeds']} breeds "
           f"from {report['images_read']} photos in {seconds['prepare']} s", flush=True)
 
+    photos = None
+    if cfg.train.eval_every > 0 and cfg.score.reference == "photos":
+        # the in-training MiFID scores against what Kaggle's scorer compared with: every photo, whole (also a pool
+        # of processes, so before CUDA is initialised)
+        photos, read = build_photo_reference(dirs.images, progress=progress)
+        print(f"kernel: photo reference of {read.images_read} photos for the in-training MiFID "
+              f"({len(read.skips)} skipped)", flush=True)
     budget = training_budget_min(cfg.kernel, cfg.train, (time.monotonic() - t0) / 60)
     train_cfg = replace(cfg.train, time_budget_min=budget)
     rt = setup_runtime(train_cfg.precision, train_cfg.channels_last, "auto")
@@ -217,7 +225,7 @@ def run(params: dict, root: Path, scratch: Path, progress: bool = False) -> dict
     log = LossLog()
     # MiFID during training, as `dvc repro` does it when train.eval_every > 0 (the best checkpoint is only logged:
     # generate samples the last one, as the generate stage does)
-    evaluation = train_stage.EvalSettings(cfg.score, scratch / "reference", scratch / "best.pt")
+    evaluation = train_stage.EvalSettings(cfg.score, scratch / "reference", scratch / "best.pt", photos)
     try:
         trained = train_stage.train(ds, train_cfg, checkpoint, rt, logger=log, samples_dir=samples,
                                     evaluation=evaluation, progress=progress)
@@ -225,7 +233,7 @@ def run(params: dict, root: Path, scratch: Path, progress: bool = False) -> dict
         rt.close()
     seconds["train"] = round(time.monotonic() - t_train, 1)
     print(f"kernel: trained {train_stage.summary_line(trained)}", flush=True)
-    del ds  # the photos' crops are not needed any more
+    del ds, photos, evaluation  # the crops and reference photos are not needed any more
 
     t_gen = time.monotonic()
     generated = generate_submission(checkpoint, cfg.generate, working / SUBMISSION, working / "images_grid.png",

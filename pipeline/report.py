@@ -1,21 +1,21 @@
 """Stage ``report``: would Kaggle call this submission a memorizer, and which images make it so?
 
-    python -m pipeline.report --submission submissions/images.zip --reference data/prepared/dogs64.npz \\
-        [--out reports] [--checkpoint models/checkpoint.pt] [--cache data/reference]
+    python -m pipeline.report --submission submissions/images.zip --photos data/prepared/photos64.npz \\
+        [--crops data/prepared/dogs64.npz] [--out reports] [--checkpoint models/checkpoint.pt] [--cache data/reference]
 
 Writes ``<out>/memorization.html`` (self-contained: every image inlined as a base64 PNG) and
 ``<out>/memorization.png`` (the same at a glance):
 
 - the verdict: the memorization distance d (mean over generated images of the ``1 - |cos|`` to the
-  nearest training crop, in the feature space of ``score.network``) against ``score.eps``, the MiFID and
+  nearest reference image, in the feature space of ``score.network``) against ``score.eps``, the MiFID and
   the penalty factor Kaggle would have applied (FID / d instead of FID: 1 / d times worse);
-- the generated images closest to a training crop, each beside that crop and its distance;
+- the generated images closest to a reference image, each beside that image and its distance;
 - the histogram of the per-image distances with Kaggle's eps marked (0.1 public board, 0.25 private);
 - with ``--checkpoint`` of a conditional model, a sample grid per breed (the most frequent breeds).
 
-It reads the zip and the reference statistics as the score stage does (same validation, same cache
-``--cache``/<network>.npz), so after ``dvc repro`` it costs one pass of the feature network over the
-submission. Exit status 0, or 2 with ``error: <problem>``.
+It reads the zip and the reference statistics as the score stage does (same validation, same reference
+``score.reference``: the whole photos or the crops, same cache ``--cache``/<network>_<reference>.npz), so
+after ``dvc repro`` it costs nothing but the picture work. Exit status 0, or 2 with ``error: <problem>``.
 """
 
 from __future__ import annotations
@@ -34,14 +34,15 @@ import numpy as np
 from pipeline.config import (ConfigError, GenerateConfig, ReportConfig, ScoreConfig, add_config_arguments,
                              config_from_args, load_config, option_overrides)
 from pipeline.errors import error_text
-from pipeline.files import Dataset, load_dataset, require_competition_size, write_bytes, write_text
+from pipeline.files import Dataset, write_bytes, write_text
 from pipeline.images import image_grid, png_bytes
 from pipeline.metrics.features import FeatureNetwork, FeatureNetworkError, load_network
 from pipeline.metrics.mifid import (EPS_PRIVATE, EPS_PUBLIC, feature_statistics, frechet_distance_by, mean_distance,
                                    memorization_neighbours_to, mifid_result)
+from pipeline.metrics.reference import load_reference
 from pipeline.models import to_pixels
 from pipeline.runtime import pick_device
-from pipeline.metrics.scoring import (NOT_COMPARABLE_NOTE, ReferenceStats, read_zip_images, reference_statistics,
+from pipeline.metrics.scoring import (ReferenceStats, not_comparable_note, read_zip_images, reference_statistics,
                                       submission_features)
 
 HTML_NAME = "memorization.html"
@@ -53,8 +54,8 @@ BREED_COLUMNS = 8  # samples per breed in the per-breed grid
 class Memorization:
     """The memorization analysis of one submission.
 
-    distances float64 [N]: each generated image's ``1 - |cos|`` to its nearest training crop (NaN: an all-zero
-    feature row, which Kaggle dropped); nearest int64 [N]: that crop's index in the reference set (-1 for NaN);
+    distances float64 [N]: each generated image's ``1 - |cos|`` to its nearest reference image (NaN: an all-zero
+    feature row, which Kaggle dropped); nearest int64 [N]: that image's index in the reference set (-1 for NaN);
     closest int64 [K]: the K generated images with the smallest distances, closest first.
     metrics: fid, distance, distance_thresholded, mifid (as pipeline.metrics.mifid.mifid_result), plus eps,
     memorizer (d < eps), penalty (how many times worse than FID the MiFID is: 1 / d_thr), network,
@@ -68,7 +69,7 @@ class Memorization:
 
 
 def analyse(features: np.ndarray, stats: ReferenceStats, network: FeatureNetwork, eps: float, chunk: int,
-            n_closest: int, frechet: str = "sqrtm") -> Memorization:
+            n_closest: int, frechet: str = "eigh") -> Memorization:
     """The analysis from the generated images' features [N, D] and the cached reference statistics.
 
     frechet: how the FID's matrix square root is taken (score.frechet), so the page shows the score's FID.
@@ -86,7 +87,9 @@ def analyse(features: np.ndarray, stats: ReferenceStats, network: FeatureNetwork
         "penalty": 1.0 / max(result["distance_thresholded"], 1e-15),
         "network": network.name,
         "frechet": method,
-        "comparable_to_kaggle": network.comparable_to_kaggle,
+        "reference": stats.kind,
+        "reference_images": stats.n_images,
+        "comparable_to_kaggle": network.comparable_to_kaggle and stats.kind == "photos",
         "n_images": len(features),
         "below_public": int(np.sum(distances < EPS_PUBLIC)),
         "below_private": int(np.sum(distances < EPS_PRIVATE)),
@@ -109,10 +112,10 @@ def verdict(metrics: dict) -> tuple[str, str]:
     n = metrics["n_images"]
     public, private = metrics["below_public"], metrics["below_private"]
     text += (f" {public} of {n} images ({100 * public / n:.1f}%) lie closer than {EPS_PUBLIC} (public eps) to a "
-             f"training crop, {private} ({100 * private / n:.1f}%) closer than {EPS_PRIVATE} (private eps); the closest "
+             f"reference image, {private} ({100 * private / n:.1f}%) closer than {EPS_PRIVATE} (private eps); the closest "
              "are shown below.")
     if not metrics["comparable_to_kaggle"]:
-        text += f" Note: {NOT_COMPARABLE_NOTE}."
+        text += f" Note: {not_comparable_note(metrics['network'], metrics['reference'])}."
     return headline, text
 
 
@@ -120,7 +123,7 @@ def verdict(metrics: dict) -> tuple[str, str]:
 
 
 def pairs_picture(images: np.ndarray, ref: Dataset, m: Memorization, columns: int = 4):
-    """The closest generated images, each beside its nearest training crop: a grid of ``columns`` pairs per row."""
+    """The closest generated images, each beside its nearest reference image: a grid of ``columns`` pairs per row."""
     tiles, captions = [], []
     for i in m.closest:
         j = m.nearest[i]
@@ -144,7 +147,7 @@ def histogram_png(distances: np.ndarray, metrics: dict, width_in: float = 7.0) -
              (metrics["distance"], f"d = {metrics['distance']:.3f} (mean)", "black"))
     for x, label, colour in marks:
         ax.axvline(x, color=colour, linestyle="--" if colour != "black" else "-", linewidth=1.5, label=label)
-    ax.set_xlabel(f"1 - |cos| to the nearest training crop ({metrics['network']} features)")
+    ax.set_xlabel(f"1 - |cos| to the nearest reference image ({metrics['network']} features)")
     ax.set_ylabel("generated images")
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -170,7 +173,7 @@ def summary_png(metrics: dict, histogram: bytes, pairs) -> bytes:
     for k, line in enumerate(lines):
         draw.text((10, 10 + 18 * k), line, fill=colour if k == 0 else (0, 0, 0), font=font(13))
     out.paste(hist, (10, head))
-    caption = "closest generated images (left) beside their nearest training crop (right)"
+    caption = "closest generated images (left) beside their nearest reference image (right)"
     draw.text((10, head + hist.height + 4), caption, fill=(0, 0, 0), font=font(12))
     out.paste(pairs, (10, head + hist.height + 24))
     return png_bytes(out)
@@ -228,6 +231,7 @@ def render_html(submission: str, images: np.ndarray, ref: Dataset, m: Memorizati
     colour = "#b41414" if mt["memorizer"] else "#14782a"
     rows = "".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>" for k, v in (
         ("network", mt["network"] + ("" if mt["comparable_to_kaggle"] else " (not comparable to Kaggle)")),
+        ("reference", f"{mt['reference']} ({mt['reference_images']} images)"),
         ("images", mt["n_images"]), ("FID", f"{mt['fid']:.4g}"), ("FID's matrix square root", mt["frechet"]),
         ("d (memorization distance)", f"{mt['distance']:.4g}"),
         ("eps", mt["eps"]), ("d thresholded", f"{mt['distance_thresholded']:.4g}"), ("MiFID", f"{mt['mifid']:.4g}"),
@@ -238,7 +242,7 @@ def render_html(submission: str, images: np.ndarray, ref: Dataset, m: Memorizati
     pairs = []
     for rank, i in enumerate(m.closest, 1):
         j = m.nearest[i]
-        crop = _img(png_bytes(ref.images[j]), "training crop", pixel) if j >= 0 else "(zero features)"
+        crop = _img(png_bytes(ref.images[j]), "reference image", pixel) if j >= 0 else "(zero features)"
         source = html.escape(f"{ref.sources[j]} ({ref.breeds[ref.labels[j]]})") if j >= 0 else ""
         flag = " below" if m.distances[i] < mt["eps"] else ""
         pairs.append(f'<tr class="{flag.strip()}"><td>{rank}</td><td>{_img(png_bytes(images[i]), "generated", pixel)}'
@@ -256,15 +260,15 @@ table {{ border-collapse: collapse; }} td, th {{ padding: 4px 10px; text-align: 
 tr.below td:last-child {{ color: #b41414; font-weight: bold; }}
 </style></head><body>
 <h1>Memorization report</h1>
-<p>{html.escape(submission)} against the training crops of the reference set ({len(ref)} images).</p>
+<p>{html.escape(submission)} against the reference images ({len(ref)} images).</p>
 <p class="verdict"><b>{html.escape(headline)}.</b> {html.escape(paragraph)}</p>
 <table>{rows}</table>
-<h2>Distances to the nearest training crop</h2>
+<h2>Distances to the nearest reference image</h2>
 <p>Kaggle's d is the mean of these; a submission is penalised when d is below eps (0.1 on the public
 board, 0.25 on the private one, which used another network).</p>
 {_img(histogram, "histogram of distances")}
-<h2>The {len(m.closest)} generated images closest to a training crop</h2>
-<table><tr><th>rank</th><th>generated</th><th>nearest training crop</th><th>1 - |cos|</th></tr>{''.join(pairs)}</table>
+<h2>The {len(m.closest)} generated images closest to a reference image</h2>
+<table><tr><th>rank</th><th>generated</th><th>nearest reference image</th><th>1 - |cos|</th></tr>{''.join(pairs)}</table>
 {breed_part}
 </body></html>
 """
@@ -273,10 +277,11 @@ board, 0.25 on the private one, which used another network).</p>
 # ------------------------------------------------------------------------------------------------- stage
 
 
-def build_report(submission: str | Path, reference: str | Path, cfg: ScoreConfig, cache_dir: str | Path,
-                 out_dir: str | Path, checkpoint: str | None = None, truncation: float = 0.8, n_closest: int = 16,
-                 n_breeds: int = 12, device="cpu", progress: bool = True) -> Memorization:
-    """The stage's core: analyse ``submission`` and write the HTML page and the PNG into ``out_dir``."""
+def build_report(submission: str | Path, photos: str | Path | None, crops: str | Path | None, cfg: ScoreConfig,
+                 cache_dir: str | Path, out_dir: str | Path, checkpoint: str | None = None, truncation: float = 0.8,
+                 n_closest: int = 16, n_breeds: int = 12, device="cpu", progress: bool = True) -> Memorization:
+    """The stage's core: analyse ``submission`` against the reference ``cfg.reference`` (the dataset file
+    ``photos`` or ``crops``) and write the HTML page and the PNG into ``out_dir``."""
     images = read_zip_images(submission, cfg.expected_images)
     ck = None
     if checkpoint:  # early: a wrong path fails before any feature is computed
@@ -284,9 +289,8 @@ def build_report(submission: str | Path, reference: str | Path, cfg: ScoreConfig
 
         ck = load_checkpoint(checkpoint)
     network = load_network(cfg.network, cfg.inception_weights)
-    ref = load_dataset(reference)
-    require_competition_size(ref, reference, "the report (a reference for 64x64 submissions)")
-    stats, _ = reference_statistics(ref.images, network, cache_dir, cfg.batch_size, device, progress)
+    ref = load_reference(cfg.reference, photos, crops)
+    stats, _ = reference_statistics(ref.images, network, cache_dir, cfg.reference, cfg.batch_size, device, progress)
     features, _ = submission_features(images, network, cache_dir, cfg.batch_size, device, progress)  # score's
     m = analyse(features, stats, network, cfg.eps, cfg.chunk, n_closest, cfg.frechet)
     histogram = histogram_png(m.distances, m.metrics)
@@ -303,12 +307,15 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m pipeline.report",
         description="Memorization report of a submission zip: would Kaggle call it a memorizer, and which images "
         "make it so? Writes a self-contained HTML page and a PNG (the closest generated images beside their nearest "
-        "training crops, the histogram of distances with Kaggle's eps, the verdict, samples per breed). Reads the "
+        "reference images, the histogram of distances with Kaggle's eps, the verdict, samples per breed). Reads the "
         "'score' section of the params (network, eps, ...), the 'report' section and generate.truncation.",
     )
     parser.add_argument("--submission", required=True, metavar="ZIP",
                         help="the submission, e.g. submissions/images.zip")
-    parser.add_argument("--reference", required=True, metavar="FILE.npz", help="prepared dataset (pipeline.prepare)")
+    parser.add_argument("--photos", metavar="FILE.npz",
+                        help="the photo reference (pipeline.reference); used when score.reference is photos")
+    parser.add_argument("--crops", metavar="FILE.npz",
+                        help="the prepared training set (pipeline.prepare); used when score.reference is crops")
     parser.add_argument("--out", default="reports", metavar="DIR",
                         help=f"folder for {HTML_NAME} and {PNG_NAME} (default: %(default)s)")
     parser.add_argument("--checkpoint", metavar="FILE",
@@ -335,7 +342,7 @@ def main(argv: list[str] | None = None) -> int:
             device = pick_device(args.device)
         except RuntimeError as exc:
             raise ConfigError(str(exc)) from None
-        m = build_report(args.submission, args.reference, cfg, args.cache, args.out, args.checkpoint,
+        m = build_report(args.submission, args.photos, args.crops, cfg, args.cache, args.out, args.checkpoint,
                          gen_cfg.truncation, shown.closest, shown.breeds, device, progress=not args.no_progress)
     except (ValueError, FeatureNetworkError, OSError) as exc:  # ConfigError, SubmissionError, unwritable --out ...
         print(f"error: {error_text(exc)}", file=sys.stderr)

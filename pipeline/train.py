@@ -10,9 +10,10 @@ sample grid is written every ``sample_every`` steps, and the checkpoint every ``
 steps and at the end; ``--resume`` continues a killed run from its last checkpoint. With ``train.time_budget_min``
 the run measures its speed first and, where the epochs would not fit, plans the steps that do (growth and cosine
 cycles laid over them, see ``pipeline.plan``); ``train.epochs: auto`` asks for as many as fit. With
-``train.eval_every > 0`` the EMA generator's samples are scored with MiFID against the training set every
-that many steps (the network and eps of the ``score`` section, reference statistics cached as the score
-stage caches them), the numbers go to dvclive, and the best checkpoint by MiFID is kept in ``--best``.
+``train.eval_every > 0`` the EMA generator's samples are scored with MiFID every that many steps as the score
+stage scores (the network, eps and reference of the ``score`` section: ``--photos`` for Kaggle's reference,
+the training set itself for ``crops``; reference statistics cached where the score stage caches them), the
+numbers go to dvclive, and the best checkpoint by MiFID is kept in ``--best``.
 """
 
 from __future__ import annotations
@@ -407,12 +408,15 @@ def write_progress(samples_dir: Path, max_frames: int = GIF_MAX_FRAMES) -> tuple
 
 @dataclass(frozen=True)
 class EvalSettings:
-    """How to score during training: the ``score`` section (network, weights, eps, batch size), where the
-    reference statistics are cached (shared with the score stage) and where the best checkpoint goes."""
+    """How to score during training: the ``score`` section (network, weights, eps, batch size, reference kind),
+    where the reference statistics are cached (shared with the score stage), where the best checkpoint goes,
+    and the photo reference (``score.reference: photos``; None with ``crops``, whose reference is the training
+    set itself)."""
 
     score: ScoreConfig
     cache_dir: Path
     best_out: Path
+    photos: Dataset | None = None
 
 
 class Evaluator:
@@ -465,15 +469,22 @@ class Evaluator:
 
 def make_evaluator(ds: Dataset, cfg: TrainConfig, settings: EvalSettings, z_dim: int, n_classes: int,
                    device: torch.device, progress: bool) -> Evaluator:
-    """Load the feature network and the training set's reference statistics (from the cache when they match)."""
+    """Load the feature network and the reference statistics the score stage uses (from the cache when they match)."""
     from pipeline.metrics.features import load_network
     from pipeline.metrics.scoring import reference_statistics
 
+    kind = settings.score.reference
+    if kind == "photos" and settings.photos is None:
+        raise ConfigError("score.reference is photos, so the in-training MiFID needs the photo reference: pass "
+                          "--photos data/prepared/photos64.npz (written by `python -m pipeline.reference`), or set "
+                          "score.reference: crops")
+    reference = settings.photos if kind == "photos" else ds
     network = load_network(settings.score.network, settings.score.inception_weights)
-    stats, reused = reference_statistics(ds.images, network, settings.cache_dir, settings.score.batch_size, device,
-                                         progress)
-    print(f"in-training MiFID every {cfg.eval_every} steps on {cfg.eval_images} images, {network.name} network; "
-          f"reference statistics {'reused from' if reused else 'computed into'} {settings.cache_dir}")
+    stats, reused = reference_statistics(reference.images, network, settings.cache_dir, kind,
+                                         settings.score.batch_size, device, progress)
+    print(f"in-training MiFID every {cfg.eval_every} steps on {cfg.eval_images} images, {network.name} network, "
+          f"against {len(reference)} reference {kind}; reference statistics "
+          f"{'reused from' if reused else 'computed into'} {settings.cache_dir}")
     counts = np.bincount(ds.labels, minlength=len(ds.breeds)).tolist() if n_classes else None
     return Evaluator(network, stats, settings.score, cfg.eval_images, z_dim, counts, seed=cfg.seed + 7919)
 
@@ -1057,8 +1068,11 @@ def main(argv: list[str] | None = None) -> int:
                         help="where the best checkpoint by in-training MiFID goes (train.eval_every > 0; "
                         "default: best.pt beside --out)")
     parser.add_argument("--cache", default="data/reference", metavar="DIR",
-                        help="cache of the training set's reference statistics for the in-training MiFID, shared "
+                        help="cache of the reference statistics for the in-training MiFID, shared "
                         "with the score stage (default: %(default)s)")
+    parser.add_argument("--photos", metavar="FILE.npz",
+                        help="the photo reference (pipeline.reference), for the in-training MiFID when "
+                        "score.reference is photos (with crops the reference is --data)")
     parser.add_argument("--resume", action="store_true", help="continue from --out if it exists")
     parser.add_argument("--device", default="auto", help="auto (GPU if any), cpu, cuda or cuda:N (default: %(default)s)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -1068,8 +1082,14 @@ def main(argv: list[str] | None = None) -> int:
         cfg = config_from_args(args, "train")
         epochs_need_budget(cfg)
         # MiFID during training (train.eval_every > 0): the score section says how to score
-        evaluation = EvalSettings(load_config("score", args.params), Path(args.cache),
-                                  Path(args.best) if args.best else Path(args.out).with_name("best.pt"))
+        score_cfg = load_config("score", args.params)
+        photos = None
+        if cfg.eval_every > 0 and score_cfg.reference == "photos":  # loaded now: a missing file fails before training
+            from pipeline.metrics.reference import load_reference
+
+            photos = load_reference("photos", args.photos, None)
+        evaluation = EvalSettings(score_cfg, Path(args.cache),
+                                  Path(args.best) if args.best else Path(args.out).with_name("best.pt"), photos)
         ds = load_dataset(args.data)
         require_competition_size(ds, args.data, "training (every model generates 64x64 images)")
         # before any training: a checkpoint path that cannot be written would otherwise lose the whole run

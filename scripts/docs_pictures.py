@@ -126,8 +126,9 @@ def memorizer_report(n: int = 1000) -> Path | None:
     with atomic_path(out / "copies.zip") as tmp, zipfile.ZipFile(tmp, "w") as z:
         for i, k in enumerate(picks):
             z.writestr(f"{i:05d}.png", png_bytes(crops[k]))
-    cfg = build_config("score", {"network": "standin", "expected_images": n})
-    build_report(out / "copies.zip", reference, cfg, REPO / "data" / "reference", out, progress=False)
+    # a memorizer of training crops, shown against the crops it copies
+    cfg = build_config("score", {"network": "standin", "expected_images": n, "reference": "crops"})
+    build_report(out / "copies.zip", None, reference, cfg, REPO / "data" / "reference", out, progress=False)
     return out / PNG_NAME
 
 

@@ -160,3 +160,19 @@ def test_exp_run_with_a_changed_param(workspace):
     assert yaml.safe_load((ws / "params.yaml").read_text())["prepare"]["square"] == square
     refs = run(["git", "for-each-ref", "refs/exps"], ws, env)
     assert refs.strip(), "dvc exp run recorded no experiment"
+
+
+def test_the_demo_is_scored_against_every_photo_as_kaggle_did(workspace):
+    """`dvc repro score` on the demo (a few training steps): the score's reference is the photos, all of them."""
+    ws, env = workspace
+    set_param(ws, "train", "epochs", "0.2")
+    out = run([str(DVC), "repro", "score"], ws, env, timeout=600)
+    assert "Running stage 'reference'" in out and "Running stage 'score'" in out
+    photos = [p for p in (ws / "data/raw/all-dogs").iterdir() if p.suffix == ".jpg"]
+    built = json.loads((ws / "data/prepared/photos64.json").read_text())
+    assert built["photos_found"] == built["images_read"] == len(photos) > 0 and built["skipped"] == 0
+    score = json.loads((ws / "metrics/score.json").read_text())
+    assert score["reference"] == "photos" and score["reference_images"] == len(photos)
+    assert score["network"] == "standin" and score["comparable_to_kaggle"] is False
+    assert score["n_images"] == 10_000 and score["frechet"] in ("eigh", "sqrtm (eigh fallback)")
+    assert (ws / "data/reference/standin_photos.npz").is_file()

@@ -126,10 +126,84 @@ def test_inception_from_a_configured_path_gives_2048_features(empty_hub, tmp_pat
     assert net.fingerprint.startswith(F.INCEPTION_WEIGHTS_FILE)
     feats = F.extract_features(net, images(2), progress=False)
     assert feats.shape == (2, 2048) and feats.dtype == np.float32 and (feats >= 0).all()
-    # what makes the features Kaggle's: 64x64 images resized to 299 bilinearly, [0, 1] scaled to [-1, 1]
+    # what makes the features Kaggle's: the TF graph's input path (inception_input), not pytorch-fid's own resize
+    # and scale, which are off; the input path is part of the fingerprint, so older caches are recomputed
     inception = net.module.inception
-    assert inception.resize_input and inception.normalize_input
+    assert net.prepare is F.inception_input and net.fingerprint.endswith(":input=tf1-bilinear")
+    assert not inception.resize_input and not inception.normalize_input
     assert inception.output_blocks == [3] and inception.last_needed_block == 3  # pool_3, the 2048-d block
+    x = torch.from_numpy(images(2))
+    direct = net.module(F.inception_input(x)).numpy()
+    np.testing.assert_allclose(feats, direct, rtol=1e-5, atol=1e-6)
+
+
+# ------------------------------------------------------------------------------------ the TF graph's input path
+
+
+def two_by_two() -> np.ndarray:
+    """One 2x2 image; channel 0 = [[0, 100], [200, 50]], channel 1 = 255 - that, channel 2 = 128."""
+    x = np.zeros((1, 2, 2, 3), np.uint8)
+    x[0, :, :, 0] = [[0, 100], [200, 50]]
+    x[0, :, :, 1] = 255 - x[0, :, :, 0]
+    x[0, :, :, 2] = 128
+    return x
+
+
+def test_inception_input_is_tf1_resize_bilinear_then_minus_128_over_128_by_hand():
+    """TF1 resize_bilinear, align_corners=False, no half-pixel centres: destination i reads source i * 2 / 299.
+
+    i = 100: source 0.668896 (200 / 299): lower 0, upper 1, lerp 0.668896.
+      row 0: 0 + (100 - 0) * 0.668896 = 66.8896;  row 1: 200 + (50 - 200) * 0.668896 = 99.6656
+      (100, 100): 66.8896 + (99.6656 - 66.8896) * 0.668896 = 88.8133
+    i = 298: source 1.993311: lower 1, upper min(2, 1) = 1 (TF1 clamps the last rows and columns): the last pixel.
+    Then (v - 128) / 128.
+    """
+    out = F.inception_input(two_by_two())
+    assert out.shape == (1, 3, 299, 299) and out.dtype == torch.float32
+    c0 = out[0, 0].double() * 128 + 128  # back to the resized 0..255 values
+    assert c0[0, 0].item() == pytest.approx(0.0, abs=1e-5)
+    assert c0[0, 100].item() == pytest.approx(66.88963, abs=1e-3)
+    assert c0[100, 0].item() == pytest.approx(133.77926, abs=1e-3)  # 0 + 200 * 0.668896
+    assert c0[100, 100].item() == pytest.approx(88.81332, abs=1e-3)
+    assert c0[0, 298].item() == pytest.approx(100.0, abs=1e-4)  # last column: clamped to the last source column
+    assert c0[298, 0].item() == pytest.approx(200.0, abs=1e-4)  # last row
+    assert c0[298, 298].item() == pytest.approx(50.0, abs=1e-4)  # the corner: the last source pixel itself
+    # the scale: (0 - 128) / 128 = -1, (50 - 128) / 128 = -0.609375, a flat 128 channel is 0 everywhere
+    assert out[0, 0, 0, 0].item() == pytest.approx(-1.0, abs=1e-7)
+    assert out[0, 0, 298, 298].item() == pytest.approx(-0.609375, abs=1e-6)
+    assert out[0, 2].abs().max().item() == 0.0
+    assert out[0, 1, 100, 100].item() == pytest.approx((255 - 88.81332 - 128) / 128, abs=1e-5)  # linear in values
+
+
+def test_tf1_resize_indices_for_64_to_299_by_hand():
+    lower, upper, lerp = F.tf1_resize_indices(64, 299)
+    # source = i * 64 / 299 = i * 0.2140468
+    assert lower[:6].tolist() == [0, 0, 0, 0, 0, 1] and lerp[4].item() == pytest.approx(0.8561873, abs=1e-6)
+    assert lower[5].item() == 1 and lerp[5].item() == pytest.approx(0.0702341, abs=1e-5)  # 1.0702341
+    # 298 * 0.2140468 = 63.786: the last three destinations read source row 63 twice (clamped)
+    assert lower[-3:].tolist() == [63, 63, 63] and upper[-3:].tolist() == [63, 63, 63]
+    assert upper[:5].tolist() == [1, 1, 1, 1, 1]
+
+
+def test_inception_input_differs_from_pytorchs_half_pixel_resize():
+    """The reason for the function: PyTorch's bilinear (align_corners=False) samples at (i + 0.5) * in / out - 0.5,
+    which at i = 100 is 0.1722 (value 17.2), not TF1's 0.6689 (value 66.9)."""
+    x = torch.from_numpy(two_by_two()).permute(0, 3, 1, 2).float()
+    torch_way = torch.nn.functional.interpolate(x, size=(299, 299), mode="bilinear", align_corners=False)
+    assert torch_way[0, 0, 0, 100].item() == pytest.approx(17.224, abs=1e-2)
+    tf1 = F.inception_input(two_by_two())[0, 0, 0, 100].item() * 128 + 128
+    assert abs(tf1 - torch_way[0, 0, 0, 100].item()) > 40
+
+
+def test_inception_input_checks_its_input_and_keeps_a_64x64_batch_on_its_device():
+    with pytest.raises(ValueError, match="uint8"):
+        F.inception_input(np.zeros((1, 64, 64, 3), np.float32))
+    with pytest.raises(ValueError, match=r"\[N, H, W, 3\]"):
+        F.inception_input(np.zeros((64, 64, 3), np.uint8))
+    batch = torch.from_numpy(images(3))
+    out = F.inception_input(batch)
+    assert out.shape == (3, 3, 299, 299) and out.device == batch.device
+    assert -1.0 <= out.min().item() and out.max().item() <= 127 / 128
 
 
 def test_config_choices_are_the_registered_networks():

@@ -248,6 +248,20 @@ def test_a_notebook_kernel_holds_the_same_script(tmp_path):
 # --- the kernel on a fake Kaggle ------------------------------------------------------------------
 
 
+def test_the_kernels_in_training_mifid_scores_against_the_photos(tmp_path, capsys):
+    """As the score stage: score.reference photos (the default) reads every photo of the input, whole."""
+    root = kaggle_tree(tmp_path / "kaggle")
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    summary = kr.run(tiny_params(train={"eval_every": 3, "eval_images": 16}), root, scratch)
+    out = capsys.readouterr().out
+    photos = len(list(kr.find_inputs(root / "input").images.glob("*.jpg")))
+    assert f"photo reference of {photos} photos for the in-training MiFID (0 skipped)" in out
+    assert f"against {photos} reference photos" in out and summary["train"]["steps"] == 3
+    assert (scratch / "reference" / "standin_photos.npz").is_file()
+    assert not (scratch / "reference" / "standin_crops.npz").exists()
+
+
 def test_the_kernel_runs_on_a_fake_kaggle_without_the_repo(tmp_path):
     root = kaggle_tree(tmp_path / "kaggle")
     built = kn.build(tiny_params(), tmp_path / "kernels")

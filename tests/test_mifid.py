@@ -205,7 +205,7 @@ def test_unknown_frechet_method_names_the_choices():
 def test_mifid_with_eigh_matches_sqrtm():
     rng = np.random.default_rng(10)
     gen, ref = np.abs(rng.normal(size=(300, 8))), np.abs(rng.normal(size=(400, 8))) + 0.1
-    exact, fast = m.mifid_from_features(gen, ref), m.mifid_from_features(gen, ref, frechet="eigh")
+    exact, fast = m.mifid_from_features(gen, ref, frechet="sqrtm"), m.mifid_from_features(gen, ref)  # eigh: default
     assert (exact["frechet"], fast["frechet"]) == ("sqrtm", "eigh")
     assert fast["fid"] == pytest.approx(exact["fid"], rel=1e-9) and fast["distance"] == exact["distance"]
 
@@ -284,7 +284,7 @@ def test_chunked_equals_whole_matrix(chunk, ref_chunk):
     whole = (1 - np.abs(gen @ ref.T)).min(axis=1)  # the 50 x 37 matrix, at once
     got = m.nearest_cosine_distances(gen, ref, chunk=chunk, ref_chunk=ref_chunk)
     np.testing.assert_allclose(got, whole, rtol=0, atol=1e-12)
-    # float32, as Kaggle computed it, agrees to float32 precision
+    # float32 (faster, not the default) agrees to float32 precision
     got32 = m.nearest_cosine_distances(gen.astype(np.float32), ref.astype(np.float32), chunk, ref_chunk)
     np.testing.assert_allclose(got32, whole, rtol=0, atol=1e-6)
 
@@ -365,7 +365,7 @@ def test_result_has_four_plain_floats_and_the_frechet_method():
     result = m.mifid_from_features(np.abs(rng.normal(size=(20, 3))), np.abs(rng.normal(size=(25, 3))))
     assert list(result) == ["fid", "distance", "distance_thresholded", "mifid", "frechet"]
     assert all(type(result[k]) is float for k in ["fid", "distance", "distance_thresholded", "mifid"])
-    assert result["frechet"] == "sqrtm"
+    assert result["frechet"] == "eigh"  # the default
 
 
 def test_from_reference_equals_from_features():
@@ -373,7 +373,7 @@ def test_from_reference_equals_from_features():
     gen = np.abs(rng.normal(size=(30, 5))).astype(np.float32)
     ref = np.abs(rng.normal(size=(40, 5))).astype(np.float32)
     mu, sigma, normalized = m.prepare_reference(ref)
-    assert normalized.dtype == np.float32 and normalized.shape == (40, 5)
+    assert normalized.dtype == np.float64 and normalized.shape == (40, 5)  # float64, as Kaggle's scorer
     cached = m.mifid_from_reference(gen, mu, sigma, normalized, eps=m.EPS_PRIVATE)
     assert cached == m.mifid_from_features(gen, ref, eps=m.EPS_PRIVATE)
 
@@ -390,3 +390,25 @@ def test_non_finite_features_raise():
     f[2, 1] = np.nan
     with pytest.raises(ValueError, match="NaN or inf"):
         m.mifid_from_features(f, np.ones((4, 3)))
+
+
+def test_the_score_path_distance_is_float64_and_equals_kaggles_brute_force():
+    """float32 features, as the network gives them, reduced in float64 as Kaggle's scorer: zero rows dropped, rows
+    normalised, the whole [N, M] matrix of 1 - |cos|, its row minima averaged. The chunked default path (blocks of
+    3 generated rows) gives the same d to float64 rounding, and a float32 reduction would not."""
+    rng = np.random.default_rng(11)
+    gen = np.abs(rng.normal(size=(40, 64))).astype(np.float32) ** 3
+    ref = np.abs(rng.normal(size=(55, 64))).astype(np.float32) ** 3
+    gen[5] = 0.0
+    ref[7] = 0.0
+    g64, r64 = gen.astype(np.float64), ref.astype(np.float64)
+    g64, r64 = g64[g64.sum(axis=1) != 0], r64[r64.sum(axis=1) != 0]
+    g64 /= np.linalg.norm(g64, axis=1, keepdims=True)
+    r64 /= np.linalg.norm(r64, axis=1, keepdims=True)
+    brute = float(np.mean(np.min(1.0 - np.abs(g64 @ r64.T), axis=1)))
+    _, _, normalized = m.prepare_reference(ref)
+    assert normalized.dtype == np.float64
+    got = m.mean_distance(m.memorization_distances_to(gen, normalized, chunk=3))
+    assert got == pytest.approx(brute, rel=0, abs=1e-14)
+    as32 = m.mean_distance(m.memorization_distances_to(gen, m.normalized_reference(ref, np.float32), chunk=3))
+    assert abs(as32 - brute) > 1e-12  # float32 is measurably different: the test can tell the two apart

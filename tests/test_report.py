@@ -16,7 +16,7 @@ from tests.test_train import cfg_for, run_train
 def run_report(tmp_path, submission, reference, *extra):
     (tmp_path / "defaults.yaml").write_text("{}\n")  # every key at its built-in default but those set below
     return report.main([
-        "--submission", str(submission), "--reference", str(reference), "--out", str(tmp_path / "reports"),
+        "--submission", str(submission), "--photos", str(reference), "--out", str(tmp_path / "reports"),
         "--cache", str(tmp_path / "cache"), "--device", "cpu", "--no-progress",
         "--params", str(tmp_path / "defaults.yaml"),
         "--set", "score.network=standin", "--set", f"score.expected_images={N_GEN}", *extra,
@@ -48,25 +48,28 @@ def test_a_submission_of_training_crops_is_a_memorizer_and_shows_them(tmp_path, 
 
 def test_analysis_of_new_images_is_no_memorizer_and_maps_indices_back(tmp_path):
     from pipeline.metrics.features import extract_features, load_network
-    from pipeline.metrics.mifid import nonzero_rows, prepare_reference
+    from pipeline.metrics.mifid import covariance_root, nonzero_rows, prepare_reference
     from pipeline.metrics.scoring import ReferenceStats, reference_statistics
 
     network = load_network("standin")
     ref_images = pictures(N_REF, 0)
-    cached, _ = reference_statistics(ref_images, network, tmp_path, progress=False)
+    cached, _ = reference_statistics(ref_images, network, tmp_path, "photos", progress=False)
     assert cached.rows.tolist() == list(range(N_REF))  # no zero rows here: every image keeps its place
     features = extract_features(network, ref_images, progress=False)
     features[3] = 0  # an all-zero feature row is dropped from the normalised reference: indices shift after it
-    stats = ReferenceStats(*prepare_reference(features), "k", N_REF, np.flatnonzero(nonzero_rows(features)))
+    mu, sigma, normalized = prepare_reference(features)
+    stats = ReferenceStats(mu, sigma, normalized, "k", N_REF, np.flatnonzero(nonzero_rows(features)), "photos",
+                           covariance_root(sigma))
     gen = np.concatenate([pictures(N_GEN - 2, 9), ref_images[[150, 199]]])  # two copies among new images
     m = report.analyse(extract_features(network, gen, progress=False), stats, network, 0.1, 7, n_closest=2)
     assert sorted(m.nearest[m.closest].tolist()) == [150, 199]  # the copies come first, as their own crops
     assert m.metrics["memorizer"] is False and m.metrics["penalty"] == 1.0
     assert m.metrics["below_public"] >= 2 and m.metrics["distance"] > 0.1
     assert report.verdict(m.metrics)[0] == "Not a memorizer"
-    assert m.metrics["frechet"] == "sqrtm"  # Kaggle's computation unless score.frechet says otherwise
-    fast = report.analyse(extract_features(network, gen, progress=False), cached, network, 0.1, 7, 2, "eigh")
-    slow = report.analyse(extract_features(network, gen, progress=False), cached, network, 0.1, 7, 2)
+    assert m.metrics["frechet"] == "sqrtm (eigh fallback)"  # eigh unless score.frechet says otherwise; singular here
+    assert m.metrics["reference"] == "photos" and m.metrics["reference_images"] == N_REF
+    fast = report.analyse(extract_features(network, gen, progress=False), cached, network, 0.1, 7, 2)
+    slow = report.analyse(extract_features(network, gen, progress=False), cached, network, 0.1, 7, 2, "sqrtm")
     assert fast.metrics["frechet"] in ("eigh", "sqrtm (eigh fallback)")
     assert fast.metrics["fid"] == pytest.approx(slow.metrics["fid"], rel=1e-6)
 
@@ -98,7 +101,7 @@ def test_what_the_report_shows_comes_from_its_params_section(tmp_path, capsys):
     sub = write_zip(tmp_path / "ok.zip", pictures(N_GEN, 1))
     params = tmp_path / "report.yaml"
     params.write_text("report:\n  closest: 3\n")
-    args = [str(a) for a in ("--submission", sub, "--reference", reference, "--out", tmp_path / "reports", "--cache",
+    args = [str(a) for a in ("--submission", sub, "--photos", reference, "--out", tmp_path / "reports", "--cache",
                              tmp_path / "cache", "--device", "cpu", "--no-progress", "--params", params,
                              "--set", "network=standin", "--set", f"expected_images={N_GEN}")]
     assert report.main(args) == 0

@@ -20,8 +20,8 @@ from pipeline.metrics import leaderboard as L
 from pipeline.metrics import mifid as M
 
 N_REF, N_GEN = 200, 20  # a reference much smaller than 512 makes scipy's sqrtm slow (singular products)
-KEYS = ["network", "comparable_to_kaggle", "n_images", "fid", "frechet", "distance", "distance_thresholded", "mifid",
-        "eps", "memorizer", "seconds"]
+KEYS = ["network", "reference", "reference_images", "comparable_to_kaggle", "n_images", "fid", "frechet", "distance",
+        "distance_thresholded", "mifid", "eps", "memorizer", "seconds", "submission_sha256", "model", "params"]
 ANCHORS = Path(__file__).resolve().parents[2] / "shared" / "anchors" / "kaggle-2019-scored-submissions.csv"
 
 
@@ -60,7 +60,9 @@ class Run:
 
     def __init__(self, tmp: Path):
         self.tmp = tmp
-        self.reference = write_dataset(tmp / "prepared" / "dogs64.npz", pictures(N_REF, 0))
+        # the default reference is the photos; the crops are there for score.reference=crops
+        self.reference = write_dataset(tmp / "prepared" / "photos64.npz", pictures(N_REF, 0))
+        self.crops = write_dataset(tmp / "prepared" / "dogs64.npz", pictures(N_REF + 10, 5))
         self.cache = tmp / "reference"
         self.metrics = tmp / "metrics" / "score.json"
         self.board = tmp / "submissions"
@@ -69,7 +71,8 @@ class Run:
 
     def __call__(self, submission: Path, *extra: str) -> int:
         return score.main([
-            "--submission", str(submission), "--reference", str(self.reference), "--metrics", str(self.metrics),
+            "--submission", str(submission), "--photos", str(self.reference), "--crops", str(self.crops),
+            "--metrics", str(self.metrics),
             "--leaderboard-dir", str(self.board), "--cache", str(self.cache), "--device", "cpu", "--no-progress",
             "--params", str(self.params),
             "--set", "score.network=standin", "--set", f"score.expected_images={N_GEN}", *extra,
@@ -108,7 +111,10 @@ def test_end_to_end_with_the_standin_network(run, tmp_path, capsys):
     result = run.result()
     assert list(result) == KEYS
     assert result["network"] == "standin" and result["comparable_to_kaggle"] is False
+    assert result["reference"] == "photos" and result["reference_images"] == N_REF
     assert result["n_images"] == N_GEN and result["eps"] == 0.1
+    assert result["submission_sha256"] == scoring.pixels_sha256(pictures(N_GEN, 1))
+    assert result["model"] == "unknown" and result["params"] == "unknown"
     assert result["memorizer"] is False and result["distance"] >= 0.1
     assert result["distance_thresholded"] == 1.0 and result["mifid"] == pytest.approx(result["fid"])
     out = capsys.readouterr()
@@ -118,16 +124,16 @@ def test_end_to_end_with_the_standin_network(run, tmp_path, capsys):
     assert row["kaggle_2019_rank"] == L.NOT_COMPARABLE and float(row["mifid"]) == pytest.approx(result["mifid"])
     assert "not comparable to Kaggle" in (run.board / "leaderboard.md").read_text()
     assert (run.board / "leaderboard.png").read_bytes().startswith(b"\x89PNG")
-    assert result["frechet"] == row["frechet"] == "sqrtm"
-    # again with score.frechet eigh: 20 images and 200 reference images in 512 dimensions make singular
+    # score.frechet is eigh by default: 20 images and 200 reference images in 512 dimensions make singular
     # covariances, so eigh hands the FID to Kaggle's sqrtm, and the metrics and the row say so
-    assert run(sub, "--set", "score.frechet=eigh") == 0
+    assert result["frechet"] == row["frechet"] == M.EIGH_FALLBACK
+    assert run(sub, "--set", "score.frechet=sqrtm") == 0
     assert len(run.rows()) == 2  # appended, not replaced
     markdown = (run.board / "leaderboard.md").read_text()
-    assert markdown.count("| standin (not comparable") == 2 and f"({M.EIGH_FALLBACK})" in markdown
+    assert f"({M.EIGH_FALLBACK})" in markdown
     again = run.result()
-    assert again["frechet"] == run.rows()[1]["frechet"] == M.EIGH_FALLBACK and again["fid"] == result["fid"]
-    assert f"by {M.EIGH_FALLBACK}" in capsys.readouterr().out
+    assert again["frechet"] == run.rows()[1]["frechet"] == "sqrtm" and again["fid"] == result["fid"]
+    assert f"by {M.EIGH_FALLBACK}" in out.out and "by sqrtm," in capsys.readouterr().out
 
 
 def test_score_eps_is_the_memorization_threshold(run, tmp_path, capsys):
@@ -153,7 +159,7 @@ def test_verbose_reports_each_step_cold_then_warm(run, tmp_path, capsys):
     assert run(sub, "--verbose") == 0
     cold = steps()
     assert cold[:3] == ["interpreter start + imports", "zip: read, validate, decode", "feature network: build"]
-    assert {"reference: features", "submission: features", "frechet distance (sqrtm)", "memorization distance",
+    assert {"reference: features", "submission: features", "frechet distance (eigh)", "memorization distance",
             "metrics JSON + leaderboard"} <= set(cold)
     assert run(sub, "--verbose") == 0
     warm = steps()  # both caches hit: no features computed
@@ -179,7 +185,7 @@ def test_reference_cache_is_reused_and_invalidated_by_new_data(run, tmp_path, re
     sub = write_zip(tmp_path / "images.zip", pictures(N_GEN, 1))
     assert run(sub) == 0
     assert reference_extractions == [N_REF, N_GEN]
-    cached = run.cache / "standin.npz"
+    cached = run.cache / "standin_photos.npz"
     first = run.result()
     stamp = cached.stat().st_mtime_ns
     assert "computed and cached" in capsys.readouterr().out
@@ -196,7 +202,39 @@ def test_reference_cache_is_reused_and_invalidated_by_new_data(run, tmp_path, re
     assert run.result()["fid"] != pytest.approx(first["fid"], rel=1e-6)
     assert "computed and cached" in capsys.readouterr().out
     # replaced atomically, no leftovers
-    assert sorted(p.name for p in run.cache.iterdir()) == ["standin.npz", "standin_submission.npz"]
+    assert sorted(p.name for p in run.cache.iterdir()) == ["standin_photos.npz", "standin_submission.npz"]
+    capsys.readouterr()
+
+    # the crops are another reference, cached beside the photos' (switching back and forth recomputes nothing)
+    assert run(sub, "--set", "score.reference=crops") == 0
+    crops = run.result()
+    assert crops["reference"] == "crops" and crops["reference_images"] == N_REF + 10
+    assert reference_extractions == [N_REF, N_GEN, N_REF, N_REF + 10]
+    assert (run.cache / "standin_crops.npz").is_file() and crops["fid"] != pytest.approx(first["fid"], rel=1e-6)
+    assert run(sub) == 0 and run(sub, "--set", "score.reference=crops") == 0
+    assert reference_extractions == [N_REF, N_GEN, N_REF, N_REF + 10]
+
+
+def test_the_reference_kind_is_part_of_the_cache_key(tmp_path, reference_extractions, capsys):
+    """The same images as photos and as crops are two caches: a stats file is never read for another kind, and
+    a cache file copied over from another network or truncated is recomputed (named on stderr), never used."""
+    network = F.load_network("standin")
+    ref = pictures(N_REF, 0)
+    photos, _ = scoring.reference_statistics(ref, network, tmp_path, "photos", progress=False)
+    crops, reused = scoring.reference_statistics(ref, network, tmp_path, "crops", progress=False)
+    assert not reused and photos.key != crops.key and (photos.kind, crops.kind) == ("photos", "crops")
+    assert reference_extractions == [N_REF, N_REF]
+    # a file of another kind (or network) under this name: its key differs, so it is recomputed, not used
+    (tmp_path / "standin_crops.npz").write_bytes((tmp_path / "standin_photos.npz").read_bytes())
+    again, reused = scoring.reference_statistics(ref, network, tmp_path, "crops", progress=False)
+    assert not reused and again.kind == "crops" and reference_extractions == [N_REF] * 3
+    # a truncated file: a one-line note, then recomputed
+    data = (tmp_path / "standin_photos.npz").read_bytes()
+    (tmp_path / "standin_photos.npz").write_bytes(data[: len(data) // 2])
+    capsys.readouterr()
+    _, reused = scoring.reference_statistics(ref, network, tmp_path, "photos", progress=False)
+    assert not reused and reference_extractions == [N_REF] * 4
+    assert "standin_photos.npz cannot be read" in capsys.readouterr().err
 
 
 def test_submission_features_are_cached_by_pixels_and_network(tmp_path, reference_extractions):
@@ -218,32 +256,26 @@ def test_submission_features_are_cached_by_pixels_and_network(tmp_path, referenc
 def test_reference_statistics_match_a_direct_computation(tmp_path):
     network = F.load_network("standin")
     ref = pictures(N_REF, 0)
-    stats, reused = scoring.reference_statistics(ref, network, tmp_path, progress=False)
-    again, reused_again = scoring.reference_statistics(ref, network, tmp_path, progress=False)
+    stats, reused = scoring.reference_statistics(ref, network, tmp_path, "photos", progress=False)
+    again, reused_again = scoring.reference_statistics(ref, network, tmp_path, "photos", progress=False)
     assert (reused, reused_again) == (False, True)
     features = F.extract_features(network, ref, progress=False)
     np.testing.assert_allclose(again.mu, features.mean(axis=0), rtol=1e-5, atol=1e-7)
+    assert again.mu.dtype == again.sigma.dtype == again.normalized.dtype == np.float64
     assert again.sigma.shape == (F.STANDIN_DIM, F.STANDIN_DIM) and again.n_images == N_REF
-    assert again.key == scoring.reference_key(ref, network)
-    assert scoring.reference_key(ref[::-1].copy(), network) != again.key
+    assert again.key == scoring.reference_key(ref, network, "photos")
+    assert scoring.reference_key(ref[::-1].copy(), network, "photos") != again.key
 
 
-def test_covariance_root_is_cached_and_added_to_older_cache_files(tmp_path, reference_extractions):
+def test_covariance_root_is_cached(tmp_path, reference_extractions):
     network = F.load_network("standin")
     ref = pictures(N_REF, 0)
-    stats, _ = scoring.reference_statistics(ref, network, tmp_path, progress=False)
+    stats, _ = scoring.reference_statistics(ref, network, tmp_path, "photos", progress=False)
     expected = M.covariance_root(stats.sigma)
     np.testing.assert_array_equal(stats.root.root, expected.root)
     assert stats.root.singular == expected.singular  # 200 images, 512 features: singular
-    again, reused = scoring.reference_statistics(ref, network, tmp_path, progress=False)
-    assert reused and np.array_equal(again.root.root, stats.root.root)
-    # a cache file written before the root was cached: the root is added, no feature is recomputed
-    scoring.save_reference(scoring.cache_file(tmp_path, "standin"), dataclasses.replace(stats, root=None))
-    assert scoring.load_cached_reference(scoring.cache_file(tmp_path, "standin"), stats.key).root is None
-    upgraded, reused = scoring.reference_statistics(ref, network, tmp_path, progress=False)
-    assert reused and reference_extractions == [N_REF]
-    np.testing.assert_array_equal(upgraded.root.root, stats.root.root)
-    assert scoring.load_cached_reference(scoring.cache_file(tmp_path, "standin"), stats.key).root is not None
+    again, reused = scoring.reference_statistics(ref, network, tmp_path, "photos", progress=False)
+    assert reused and np.array_equal(again.root.root, stats.root.root) and reference_extractions == [N_REF]
 
 
 def test_frechet_eigh_agrees_with_sqrtm_in_score_images():
@@ -253,7 +285,7 @@ def test_frechet_eigh_agrees_with_sqrtm_in_score_images():
     ref_features = np.abs(rng.normal(size=(1500, F.STANDIN_DIM))).astype(np.float32)
     gen_features = np.abs(rng.normal(size=(800, F.STANDIN_DIM)) * 1.1 + 0.05).astype(np.float32)
     mu, sigma, normalized = M.prepare_reference(ref_features)
-    stats = scoring.ReferenceStats(mu, sigma, normalized, "k", 1500, np.arange(1500), M.covariance_root(sigma))
+    stats = scoring.ReferenceStats(mu, sigma, normalized, "k", 1500, np.arange(1500), "photos", M.covariance_root(sigma))
     images = np.zeros((800, 64, 64, 3), np.uint8)  # not looked at: the features are given
     results = {}
     for method in ("sqrtm", "eigh"):
@@ -306,7 +338,20 @@ def test_a_reference_of_another_size_is_refused(run, tmp_path, capsys):
     run.reference = tmp_path / "dogs32.npz"
     save_dataset(run.reference, small)
     assert run(write_zip(tmp_path / "images.zip", pictures(N_GEN, 1))) == 2
-    assert "holds 32x32 crops, but the score" in capsys.readouterr().err and not run.metrics.exists()
+    assert "holds 32x32 crops, but a photos reference" in capsys.readouterr().err and not run.metrics.exists()
+
+
+def test_a_missing_or_unnamed_reference_is_a_clear_error(run, tmp_path, capsys):
+    sub = write_zip(tmp_path / "images.zip", pictures(N_GEN, 1))
+    run.reference = tmp_path / "nowhere.npz"
+    assert run(sub) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "no photo reference here" in err and "pipeline.reference" in err
+    truncated = tmp_path / "truncated.npz"
+    truncated.write_bytes(run.crops.read_bytes()[:5000])
+    run.reference = truncated
+    assert run(sub) == 2
+    assert "is not a dataset" in capsys.readouterr().err and not run.metrics.exists()
 
 
 # ------------------------------------------------------------------------------------------- leaderboard

@@ -401,7 +401,8 @@ def test_two_process_ddp_takes_rank_0s_plan_for_the_time_budget(tmp_path):
     save_dataset(tmp_path / "d.npz", tiny_dataset())
     _write_params(tmp_path, epochs=10_000.0, time_budget_min=0.15, eval_every=3, eval_images=600)
     params = yaml.safe_load((tmp_path / "params.yaml").read_text())
-    params["score"] = {"network": "standin"}  # an evaluation of a few tenths of a second on rank 0, every third step
+    # an evaluation of a few tenths of a second on rank 0, every third step, against the training crops
+    params["score"] = {"network": "standin", "reference": "crops"}
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(params))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29518",
            "-m", "pipeline.train", *_cli(tmp_path)[3:], "--device", "cpu", "--best", str(tmp_path / "best.pt"),

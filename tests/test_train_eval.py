@@ -12,7 +12,9 @@ from tests.test_train import TINY, cfg_for, run_train, tiny_dataset
 
 
 def settings(tmp_path) -> tr.EvalSettings:
-    return tr.EvalSettings(build_config("score", {"network": "standin"}), tmp_path / "cache", tmp_path / "best.pt")
+    # the training set as the reference: score.reference crops (the photo reference is tested below)
+    return tr.EvalSettings(build_config("score", {"network": "standin", "reference": "crops"}), tmp_path / "cache",
+                           tmp_path / "best.pt")
 
 
 def logged(live, name: str) -> list[tuple[int, float]]:
@@ -41,9 +43,9 @@ def test_evaluations_are_logged_and_best_pt_holds_the_lowest_mifid(tmp_path, dvc
     from pipeline.metrics.scoring import reference_statistics
 
     network = load_network("standin")
-    stats, reused = reference_statistics(ds.images, network, tmp_path / "cache", progress=False)
+    stats, reused = reference_statistics(ds.images, network, tmp_path / "cache", "crops", progress=False)
     assert reused  # training cached the reference statistics where the score stage looks for them
-    ev = tr.Evaluator(network, stats, build_config("score", {"network": "standin"}), 64, TINY["dcgan"]["z_dim"],
+    ev = tr.Evaluator(network, stats, build_config("score", {"network": "standin", "reference": "crops"}), 64, TINY["dcgan"]["z_dim"],
                       [24, 24], seed=cfg.seed + 7919)
     assert ev.run(models_from(ck)[2], best_step, torch.device("cpu"))["mifid"] == pytest.approx(best, rel=1e-6)
 
@@ -110,12 +112,26 @@ def test_cli_writes_best_beside_the_checkpoint(tmp_path, capsys):
     (tmp_path / "params.yaml").write_text(yaml.safe_dump({
         "train": {"model": "dcgan", "dcgan": TINY["dcgan"], "batch_size": 8, "epochs": 0.5, "eval_every": 3,
                   "eval_images": 32, "sample_every": 1000},
-        "score": {"network": "standin"},
+        "score": {"network": "standin"},  # reference: photos, the default
     }))
-    code = tr.main(["--data", str(tmp_path / "d.npz"), "--out", str(tmp_path / "m" / "ck.pt"), "--no-progress",
-                    "--params", str(tmp_path / "params.yaml"), "--cache", str(tmp_path / "cache")])
-    assert code == 0
+    photos = tiny_dataset()
+    photos.images[:] = photos.images[::-1]  # other images than the training crops
+    save_dataset(tmp_path / "photos.npz", photos)
+    args = ["--data", str(tmp_path / "d.npz"), "--out", str(tmp_path / "m" / "ck.pt"), "--no-progress",
+            "--params", str(tmp_path / "params.yaml"), "--cache", str(tmp_path / "cache")]
+    # without the photo reference, a clear error before any training
+    assert tr.main(args) == 2
+    assert "score.reference is photos, but no photos file was given: pass --photos" in capsys.readouterr().err
+    assert not (tmp_path / "m" / "ck.pt").exists()
+    assert tr.main(args + ["--photos", str(tmp_path / "photos.npz")]) == 0
     out = capsys.readouterr().out
     assert "best in-training MiFID" in out and "at step 3" in out
+    assert f"against {len(photos)} reference photos" in out
     assert load_checkpoint(tmp_path / "m" / "best.pt")["step"] == 3
-    assert (tmp_path / "cache" / "standin.npz").is_file()
+    # the statistics the score stage would use: the same cache file and key (the photos, not the crops)
+    from pipeline.metrics.features import load_network
+    from pipeline.metrics.scoring import cache_file, load_cached_reference, reference_key
+
+    key = reference_key(photos.images, load_network("standin"), "photos")
+    assert load_cached_reference(cache_file(tmp_path / "cache", "standin", "photos"), key, "photos") is not None
+    assert not cache_file(tmp_path / "cache", "standin", "crops").exists()

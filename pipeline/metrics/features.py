@@ -6,14 +6,14 @@ Two networks are registered:
 
 ``inception``
     pytorch-fid's port of the TF Inception v3 graph of 2015-12-05 that Kaggle's public board used:
-    2048-d ``pool_3`` features, images given at 64x64 and resized inside the network (bilinear, to
-    299) after scaling [0, 1] -> [-1, 1], exactly as ``pytorch_fid.inception.InceptionV3(
-    resize_input=True, normalize_input=True)``. Its weights (``pt_inception-2015-12-05-6726825d.pth``)
-    are looked up, in this order, at the configured path (``score.inception_weights``), at
-    ``$FID_WEIGHTS``, and in the torch hub cache (``torch.hub.get_dir()/checkpoints/``); only when
-    none holds them is a download tried, with a short timeout, and a missing file is an error that
-    says where to put it. Its numbers are comparable to Kaggle's public board, roughly: the reference here
-    is the prepared crops, not the whole photos (README, "How close to Kaggle's scorer").
+    2048-d ``pool_3`` features. Its input is made as the TF graph made it (:func:`inception_input`):
+    the 0..255 pixels of the 64x64 image resized to 299x299 with TF1's ``resize_bilinear``
+    (align_corners=False, no half-pixel centres), then ``(x - 128) / 128``; pytorch-fid's own input
+    path (PyTorch's half-pixel bilinear resize and ``2x - 1``) is not used. Its weights
+    (``pt_inception-2015-12-05-6726825d.pth``) are looked up, in this order, at the configured path
+    (``score.inception_weights``), at ``$FID_WEIGHTS``, and in the torch hub cache
+    (``torch.hub.get_dir()/checkpoints/``); only when none holds them is a download tried, with a short
+    timeout, and a missing file is an error that says where to put it.
 
 ``standin``
     A small convolutional net with fixed random weights (drawn from a fixed seed with numpy's PCG64,
@@ -60,6 +60,59 @@ STANDIN_THRESHOLD = 1.5  # last ReLU: standard deviations a response must pass (
 STANDIN_SCALE = 10.0  # output gain: features of order 0.1..1 as Inception's (see StandinNet)
 
 
+def unit_interval(images: torch.Tensor) -> torch.Tensor:
+    """uint8 [B, H, W, 3] -> float32 [B, 3, H, W] in [0, 1] (x / 255): the stand-in network's input."""
+    return images.permute(0, 3, 1, 2).float().div_(255.0)
+
+
+INCEPTION_SIZE = 299  # the side the TF graph resized every image to
+
+
+def tf1_resize_indices(in_size: int, out_size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """TF1 ``resize_bilinear``'s source rows for one axis (align_corners=False, half_pixel_centers=False).
+
+    Destination ``i`` reads source coordinate ``i * in_size / out_size`` (scale and product in float32, as TF):
+    returns (lower int64 [out], upper int64 [out] = min(lower + 1, in_size - 1), lerp float32 [out] in [0, 1)).
+    No half-pixel offset: the grid starts at the first pixel's corner and the last rows read the last source
+    row twice (the clamp), so the picture is shifted by up to half a source pixel against PyTorch's resize.
+    """
+    scale = np.float32(in_size) / np.float32(out_size)
+    source = np.arange(out_size, dtype=np.float32) * scale
+    lower = np.floor(source)
+    upper = np.minimum(lower + 1, in_size - 1)
+    return (torch.from_numpy(lower.astype(np.int64)), torch.from_numpy(upper.astype(np.int64)),
+            torch.from_numpy((source - lower).astype(np.float32)))
+
+
+def resize_bilinear_tf1(x: torch.Tensor, size: int) -> torch.Tensor:
+    """float [B, C, H, W] -> float32 [B, C, size, size], with TF1 ``resize_bilinear``'s arithmetic.
+
+    As TF's kernel: each output row interpolates along x first (``top = a + (b - a) * x_lerp`` on the two
+    source rows), then along y (``top + (bottom - top) * y_lerp``), in float32.
+    """
+    x = x.float()
+    _, _, h, w = x.shape
+    lo, hi, lerp = (t.to(x.device) for t in tf1_resize_indices(w, size))
+    left, right = x.index_select(3, lo), x.index_select(3, hi)
+    x = left + (right - left) * lerp  # [B, C, H, size]
+    lo, hi, lerp = (t.to(x.device) for t in tf1_resize_indices(h, size))
+    top, bottom = x.index_select(2, lo), x.index_select(2, hi)
+    return top + (bottom - top) * lerp[:, None]
+
+
+def inception_input(images: np.ndarray | torch.Tensor) -> torch.Tensor:
+    """What the first convolution of Kaggle's TF Inception graph saw: uint8 [N, H, W, 3] (H = W = 64 for a
+    submission) -> float32 [N, 3, 299, 299], ``(resize_bilinear_tf1(x) - 128) / 128`` with x the 0..255 values.
+
+    The values lie in [-1, 127/128]. A tensor input stays on its device; a numpy array becomes a CPU tensor.
+    """
+    images = torch.as_tensor(images)
+    if images.dtype != torch.uint8 or images.ndim != 4 or images.shape[3] != 3:
+        raise ValueError(f"images must be uint8 [N, H, W, 3], got {images.dtype} {tuple(images.shape)}")
+    resized = resize_bilinear_tf1(images.permute(0, 3, 1, 2), INCEPTION_SIZE)
+    return (resized - 128.0) / 128.0
+
+
 class FeatureNetworkError(RuntimeError):
     """A feature network that cannot be built: unknown name, missing or unusable weights."""
 
@@ -69,11 +122,12 @@ class FeatureNetwork:
     """A ready network.
 
     name:        its registry name ("inception", "standin")
-    module:      float [B, 3, H, W] in [0, 1] -> float [B, dim]
+    module:      its input (what ``prepare`` makes) -> float [B, dim]
     dim:         feature size (2048 for Inception)
     comparable_to_kaggle: True only when its MiFID can be set beside the 2019 public board
     fingerprint: identifies the weights (file name, size and hash; or the stand-in's seed and hash),
                  so cached reference statistics are recomputed when the weights change
+    prepare:     uint8 [B, H, W, 3] tensor -> the module's input (default :func:`unit_interval`)
     """
 
     name: str
@@ -81,6 +135,7 @@ class FeatureNetwork:
     dim: int
     comparable_to_kaggle: bool
     fingerprint: str
+    prepare: Callable[[torch.Tensor], torch.Tensor] = unit_interval
 
 
 @dataclass(frozen=True)
@@ -224,15 +279,17 @@ def build_inception(weights: str = "") -> FeatureNetwork:
     try:
         with mock.patch.object(fid_inception, "load_state_dict_from_url", lambda *args, **kwargs: state):
             net = fid_inception.InceptionV3(
-                [fid_inception.InceptionV3.BLOCK_INDEX_BY_DIM[2048]], resize_input=True, normalize_input=True
+                # the input comes from inception_input, already resized and scaled as the TF graph did
+                [fid_inception.InceptionV3.BLOCK_INDEX_BY_DIM[2048]], resize_input=False, normalize_input=False
             )
     except (RuntimeError, TypeError, AttributeError, KeyError) as exc:
         raise FeatureNetworkError(
             f"{path} does not hold the Inception weights pytorch-fid expects ({first_line(exc)}). "
             f"It should be {INCEPTION_WEIGHTS_FILE} from {_weights_url()}; replace it."
         ) from None
-    fingerprint = f"{INCEPTION_WEIGHTS_FILE}:{path.stat().st_size}:{_sha256_file(path)[:16]}"
-    return FeatureNetwork("inception", _PoolFeatures(net), 2048, True, fingerprint)
+    # the input path is part of what the features depend on: statistics cached with another one are stale
+    fingerprint = f"{INCEPTION_WEIGHTS_FILE}:{path.stat().st_size}:{_sha256_file(path)[:16]}:input=tf1-bilinear"
+    return FeatureNetwork("inception", _PoolFeatures(net), 2048, True, fingerprint, prepare=inception_input)
 
 
 # -------------------------------------------------------------------------------------------------- stand-in
@@ -242,7 +299,7 @@ class StandinNet(nn.Module):
     """Four stride-2 3x3 convolutions and a 1x1 convolution, each followed by a per-position
     standardisation across channels and a ReLU (the last one thresholded), then global average pooling.
 
-    Input float [B, 3, H, W] in [0, 1] (any H, W); output float [B, 512], non-negative.
+    Input float [B, 3, H, W] in [0, 1] (any H, W; :func:`unit_interval`); output float [B, 512], non-negative.
 
     Random features are only useful to the cosine distance when they are selective; without the three
     choices below every image looks like a near-copy of every other (d ~ 0.01 between unrelated images):
@@ -321,7 +378,7 @@ def extract_features(
 ) -> np.ndarray:
     """Features of ``images``: uint8 [N, H, W, 3] RGB (64x64 here) -> float32 [N, network.dim].
 
-    Pixels go in as float [0, 1] (x / 255); each network rescales and resizes as it was built to. On a GPU the
+    Each batch goes through ``network.prepare`` (Inception: the TF graph's resize and scale) on ``device``. On a GPU the
     network runs in full float32 (``runtime.exact_float32``: no TF32), so features do not depend on the GPU.
     """
     images = np.asarray(images)
@@ -338,8 +395,7 @@ def extract_features(
             exact_float32():
         for start in range(0, len(images), batch_size):
             batch = torch.from_numpy(images[start:start + batch_size]).to(device)
-            x = batch.permute(0, 3, 1, 2).float().div_(255.0)
-            feats = module(x)
+            feats = module(network.prepare(batch))
             if feats.shape != (len(batch), network.dim):
                 raise RuntimeError(f"{network.name} gave features of shape {tuple(feats.shape)}, "
                                    f"expected ({len(batch)}, {network.dim})")

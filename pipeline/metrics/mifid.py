@@ -14,10 +14,11 @@ The chain is split so that the score stage can cache what depends only on the re
 submission. :func:`mifid_from_features` is the same computation in one call. Features come from a
 network outside this module (Inception pool_3, 2048-d, on the public board).
 
-The trace of ``sqrtm(sigma1 sigma2)`` is taken one of two ways (``FRECHET_METHODS``): ``sqrtm``, Kaggle's
-computation (scipy's general matrix square root: 10 to 30 s at 2048-d on one core), or ``eigh``, the same
-number from the eigenvalues of ``R sigma1 R``, ``R`` the symmetric square root of the reference covariance,
-which is cached with the reference (under a second per score); see :func:`frechet_distance_eigh`.
+The trace of ``sqrtm(sigma1 sigma2)`` is taken one of two ways (``FRECHET_METHODS``): ``eigh`` (the default),
+from the eigenvalues of ``R sigma1 R``, ``R`` the symmetric square root of the reference covariance, which is
+cached with the reference (under a second per score; see :func:`frechet_distance_eigh`), or ``sqrtm``, Kaggle's
+literal computation (scipy's general matrix square root: 10 to 30 s at 2048-d on one core). The two agree to
+5e-10 relative or better (BENCHMARKS.md), far below any leaderboard difference.
 """
 
 from __future__ import annotations
@@ -215,7 +216,7 @@ def drop_zero_rows(features: np.ndarray) -> np.ndarray:
     return features[nonzero_rows(features)]
 
 
-def normalize_rows(features: np.ndarray, dtype=np.float32) -> np.ndarray:
+def normalize_rows(features: np.ndarray, dtype=np.float64) -> np.ndarray:
     """Rows scaled to unit L2 norm: [N, D] -> ``dtype`` [N, D].
 
     Every row must be non-zero: drop all-zero rows first with :func:`drop_zero_rows`.
@@ -233,12 +234,12 @@ def nearest_cosine_neighbours(
 ) -> tuple[np.ndarray, np.ndarray]:
     """For each generated row, ``min over reference rows of 1 - |cos|`` and the reference row reaching it.
 
-    gen_normalized: [N, D], ref_normalized: [M, D], unit L2 rows, same float dtype (float32 is ~2x faster
-    and moves a normal submission's d by about 1e-9; Kaggle's scorer held features in float64: pass float64
-    for its precision, which matters only for near-exact copies).
+    gen_normalized: [N, D], ref_normalized: [M, D], unit L2 rows, same float dtype: float64 as Kaggle's
+    scorer (the score path's default; float32 is about 2x faster and moves a normal submission's d by about
+    1e-9, more only for near-exact copies).
     Returns (distances float64 [N] in [0, 1], nearest int64 [N], row indices into ``ref_normalized``;
     the first such row on ties). Works on blocks of ``chunk`` x ``ref_chunk`` rows, so the N x M matrix
-    never exists (10,000 x 22,000 float32 would be 880 MB).
+    never exists (10,000 x 20,579 float64 would be 1.6 GB).
 
     Rounding can push |cos| of an exact copy a hair above 1; it is clipped to 1 so that a copy's
     distance is 0, never negative (a negative d would make MiFID negative, i.e. look *best*).
@@ -282,7 +283,7 @@ def nearest_cosine_distances(
     return nearest_cosine_neighbours(gen_normalized, ref_normalized, chunk, ref_chunk)[0]
 
 
-def normalized_reference(ref_features: np.ndarray, dtype=np.float32) -> np.ndarray:
+def normalized_reference(ref_features: np.ndarray, dtype=np.float64) -> np.ndarray:
     """Reference features ready for the distance: all-zero rows dropped, rows unit-norm. [M, D] -> [M', D]."""
     ref_features = _check_features(ref_features, "reference features")
     normalized = normalize_rows(drop_zero_rows(ref_features), dtype)
@@ -362,8 +363,8 @@ def mifid_result(fid: float, distance: float, eps: float) -> dict[str, float]:
 def prepare_reference(ref_features: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Everything MiFID needs from the reference set, to compute once and cache.
 
-    ref_features: [M, D]. Returns mu float64 [D], sigma float64 [D, D] (all rows) and the
-    normalised non-zero rows float32 [M', D].
+    ref_features: [M, D] (float32 out of the network). Returns mu float64 [D], sigma float64 [D, D] (all rows)
+    and the normalised non-zero rows float64 [M', D], all reduced in float64 as Kaggle's scorer did.
     """
     mu, sigma = feature_statistics(ref_features)
     return mu, sigma, normalized_reference(ref_features)
@@ -377,14 +378,14 @@ def mifid_from_reference(
     eps: float = EPS_PUBLIC,
     chunk: int = 1024,
     phases: Phases | None = None,
-    frechet: str = "sqrtm",
+    frechet: str = "eigh",
     ref_root: CovarianceRoot | None = None,
 ) -> dict[str, float | str]:
     """MiFID of generated features against a prepared reference (see :func:`prepare_reference`).
 
     gen_features: [N, D]; ref_mu [D], ref_sigma [D, D], ref_normalized [M', D];
     eps: 0.1 on the public board, 0.25 on the private one; phases: where the steps' wall times go;
-    frechet: one of ``FRECHET_METHODS`` (sqrtm: Kaggle's); ref_root: ``covariance_root(ref_sigma)`` if known.
+    frechet: one of ``FRECHET_METHODS`` (eigh: the default; sqrtm: Kaggle's literal algorithm); ref_root: ``covariance_root(ref_sigma)`` if known.
     Returns {"fid", "distance", "distance_thresholded", "mifid"} (floats) and "frechet", the method that
     gave the FID.
     """
@@ -404,7 +405,7 @@ def mifid_from_reference(
 
 def mifid_from_features(
     gen_features: np.ndarray, ref_features: np.ndarray, eps: float = EPS_PUBLIC, chunk: int = 1024,
-    frechet: str = "sqrtm",
+    frechet: str = "eigh",
 ) -> dict[str, float | str]:
     """MiFID of generated features [N, D] against reference features [M, D]; see :func:`mifid_from_reference`."""
     return mifid_from_reference(gen_features, *prepare_reference(ref_features), eps=eps, chunk=chunk, frechet=frechet)

@@ -1,6 +1,7 @@
 """The score stage's building blocks, shared with train's in-training MiFID and the report stage: reading a
-submission zip, the cached reference statistics (mean, covariance, normalised features of the training
-set), a submission's cached features, and the MiFID metrics dict of a set of generated images.
+submission zip, the cached reference statistics (mean, covariance, normalised features of the reference set:
+the whole photos, as Kaggle, or the prepared crops; pipeline.metrics.reference), a submission's cached
+features, and the MiFID metrics dict of a set of generated images.
 
 Stages import these from here, never from one another, so that DVC reruns train only when what it uses
 changes (``tests/test_dvc_deps.py``).
@@ -8,10 +9,10 @@ changes (``tests/test_dvc_deps.py``).
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
+import sys
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,15 @@ from pipeline.validate import validate_zip
 
 NOT_COMPARABLE_NOTE = ("stand-in network: these numbers are NOT comparable to Kaggle's leaderboard (nor to "
                        "Inception scores); set score.network: inception for those")
+CROPS_NOTE = ("crops reference: Kaggle compared with the whole training photos, not the prepared crops, so these "
+              "numbers are NOT Kaggle's; set score.reference: photos for those")
+
+
+def not_comparable_note(network: str, reference: str) -> str:
+    """Why a score cannot be set beside Kaggle's 2019 board ("" when it can: inception against the photos)."""
+    if network != "inception":
+        return NOT_COMPARABLE_NOTE
+    return CROPS_NOTE if reference != "photos" else ""
 
 
 
@@ -55,8 +65,9 @@ def read_zip_images(path: str | os.PathLike, expected: int | None = None) -> np.
 class ReferenceStats:
     """What MiFID needs from the reference set (see mifid.prepare_reference).
 
-    mu float64 [D], sigma float64 [D, D], normalized float32 [M', D] (non-zero rows, unit norm);
-    key: what they were computed from (data hash, network, weights); n_images: M;
+    mu float64 [D], sigma float64 [D, D], normalized float64 [M', D] (non-zero rows, unit norm);
+    key: what they were computed from (data hash, network, weights, reference kind); n_images: M;
+    kind: the reference kind, "photos" or "crops" (pipeline.metrics.reference.REFERENCE_KINDS);
     rows int64 [M']: the reference image of each normalised row (all-zero rows are dropped), so a nearest
     neighbour can be shown as the training crop it is;
     root: the symmetric square root of sigma (score.frechet: eigh), cached with the rest.
@@ -68,29 +79,40 @@ class ReferenceStats:
     key: str
     n_images: int
     rows: np.ndarray
-    root: CovarianceRoot | None = None
+    kind: str
+    root: CovarianceRoot
 
 
-def reference_key(images: np.ndarray, network: FeatureNetwork) -> str:
-    """A string that changes whenever the reference images or the network's weights change."""
+def pixels_sha256(images: np.ndarray) -> str:
+    """Hex sha256 of the pixels of ``images`` uint8 [N, H, W, 3] (hashed in place, no copy of a 270 MB array)."""
     h = hashlib.sha256()
-    h.update(np.ascontiguousarray(images).data)  # hashed in place, no copy of a 270 MB array
+    h.update(np.ascontiguousarray(images).data)
+    return h.hexdigest()
+
+
+def reference_key(images: np.ndarray, network: FeatureNetwork, kind: str = "") -> str:
+    """A string that changes whenever the images, the network's weights or input path, or the reference kind
+    change (kind "" for a submission's features)."""
     return json.dumps({
-        "data_sha256": h.hexdigest(),
+        "data_sha256": pixels_sha256(images),
         "shape": list(images.shape),
         "network": network.name,
         "weights": network.fingerprint,
+        "reference": kind,
     }, sort_keys=True)
 
 
-def cache_file(cache_dir: str | os.PathLike, network_name: str) -> Path:
-    """One cache file per network, so switching networks back and forth recomputes nothing."""
-    return Path(cache_dir) / f"{network_name}.npz"
+def cache_file(cache_dir: str | os.PathLike, network_name: str, kind: str) -> Path:
+    """One cache file per network and reference kind, so switching back and forth recomputes nothing."""
+    return Path(cache_dir) / f"{network_name}_{kind}.npz"
 
 
 def load_keyed(path: Path, key: str) -> dict[str, np.ndarray] | None:
-    """The arrays of the cache file ``path`` if it was written for ``key``; None if absent, stale or unreadable
-    (then the caller recomputes and replaces it)."""
+    """The arrays of the cache file ``path`` if it was written for ``key``; None if absent, stale or unreadable.
+
+    The caller then recomputes and replaces it: a stale file (other images, network, weights or reference
+    kind) is never used, and an unreadable one (truncated, not a cache) is named on stderr.
+    """
     if not path.is_file():
         return None
     try:
@@ -98,7 +120,9 @@ def load_keyed(path: Path, key: str) -> dict[str, np.ndarray] | None:
             if str(z["key"]) != key:
                 return None
             return {name: z[name] for name in z.files if name != "key"}
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+        print(f"note: the cache {path} cannot be read ({type(exc).__name__}: {exc}); recomputing it",
+              file=sys.stderr)
         return None
 
 
@@ -108,59 +132,56 @@ def save_keyed(path: Path, key: str, **arrays: np.ndarray) -> None:
         np.savez(fh, key=np.array(key), **arrays)
 
 
-def load_cached_reference(path: Path, key: str) -> ReferenceStats | None:
+def load_cached_reference(path: Path, key: str, kind: str) -> ReferenceStats | None:
     """The cached statistics at ``path`` if they were computed for ``key``; None otherwise."""
     z = load_keyed(path, key)
-    if z is None or not {"mu", "sigma", "normalized", "n_images", "rows"} <= set(z):
+    if z is None or not {"mu", "sigma", "normalized", "n_images", "rows", "root", "root_singular"} <= set(z):
         return None
-    # files written before the root was cached have none: the caller adds it (no features recomputed)
-    root = CovarianceRoot(z["root"], bool(z["root_singular"])) if {"root", "root_singular"} <= set(z) else None
-    return ReferenceStats(z["mu"], z["sigma"], z["normalized"], key, int(z["n_images"]), z["rows"], root)
+    root = CovarianceRoot(z["root"], bool(z["root_singular"]))
+    return ReferenceStats(z["mu"], z["sigma"], z["normalized"], key, int(z["n_images"]), z["rows"], kind, root)
 
 
 def save_reference(path: Path, stats: ReferenceStats) -> None:
-    roots = {} if stats.root is None else {"root": stats.root.root, "root_singular": np.array(stats.root.singular)}
     save_keyed(path, stats.key, n_images=np.array(stats.n_images), mu=stats.mu, sigma=stats.sigma,
-               normalized=stats.normalized, rows=stats.rows, **roots)
+               normalized=stats.normalized, rows=stats.rows, root=stats.root.root,
+               root_singular=np.array(stats.root.singular))
 
 
 def reference_statistics(
     images: np.ndarray,
     network: FeatureNetwork,
     cache_dir: str | os.PathLike,
+    kind: str,
     batch_size: int = 100,
     device="cpu",
     progress: bool = True,
     phases: Phases | None = None,
 ) -> tuple[ReferenceStats, bool]:
-    """(statistics of ``images`` uint8 [M, H, W, 3] under ``network``, whether they came from the cache).
+    """(statistics of the reference ``images`` uint8 [M, H, W, 3] under ``network``, whether they came from the
+    cache). ``kind``: "photos" or "crops", recorded with them.
 
-    Reused from ``cache_dir``/<network>.npz when its key matches; computed and written (atomically,
+    Reused from ``cache_dir``/<network>_<kind>.npz when its key matches; computed and written (atomically,
     replacing a stale file) otherwise. ``phases``: where the steps' wall times go (None: not recorded).
     The square root of the covariance (for score.frechet: eigh; about a second at 2048-d) is always computed
     with the rest, so a cache serves either method.
     """
     with record(phases, "reference: cache key (hash)"):
-        key = reference_key(images, network)
-    path = cache_file(cache_dir, network.name)
+        key = reference_key(images, network, kind)
+    path = cache_file(cache_dir, network.name, kind)
     with record(phases, "reference: cache read"):
-        cached = load_cached_reference(path, key)
-    if cached is not None and cached.root is not None:
+        cached = load_cached_reference(path, key, kind)
+    if cached is not None:
         return cached, True
-    if cached is not None:  # written before the root was cached: add it
-        with record(phases, "reference: covariance root"):
-            stats = dataclasses.replace(cached, root=covariance_root(cached.sigma))
-    else:
-        with record(phases, "reference: features"):
-            features = extract_features(network, images, batch_size, device, progress)
-        with record(phases, "reference: statistics"):
-            mu, sigma, normalized = prepare_reference(features)
-        with record(phases, "reference: covariance root"):
-            stats = ReferenceStats(mu, sigma, normalized, key, len(images), np.flatnonzero(nonzero_rows(features)),
-                                   covariance_root(sigma))
+    with record(phases, "reference: features"):
+        features = extract_features(network, images, batch_size, device, progress)
+    with record(phases, "reference: statistics"):
+        mu, sigma, normalized = prepare_reference(features)
+    with record(phases, "reference: covariance root"):
+        stats = ReferenceStats(mu, sigma, normalized, key, len(images), np.flatnonzero(nonzero_rows(features)),
+                               kind, covariance_root(sigma))
     with record(phases, "reference: cache write"):
         save_reference(path, stats)
-    return stats, cached is not None
+    return stats, False
 
 
 def submission_features(
@@ -216,7 +237,10 @@ def score_images(
                                   phases=phases, frechet=cfg.frechet, ref_root=stats.root)
     return {
         "network": network.name,
-        "comparable_to_kaggle": network.comparable_to_kaggle,
+        "reference": stats.kind,  # photos: Kaggle's reference; crops: the prepared training crops
+        "reference_images": stats.n_images,
+        # only Kaggle's network against Kaggle's reference gives a number to set beside the 2019 board
+        "comparable_to_kaggle": network.comparable_to_kaggle and stats.kind == "photos",
         "n_images": len(images),
         "fid": result["fid"],
         "frechet": result["frechet"],  # the method that gave the FID: sqrtm (Kaggle's), eigh, or eigh's fallback
