@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Everything this project measures on a GPU machine, in one go (the GPU machines here are lent for
 # minutes at a time). Usage, from the repo root: bash bench/gpu_suite.sh OUT_DIR [part ...]
-#   parts: tests train ops compile-dcgan compile-progan compile-biggan64 graphs graphs-bf16 check profile submission png imports eval kernel kernel-graphs
+#   parts: tests train ops compile-dcgan compile-progan compile-biggan64 graphs graphs-bf16 check profile submission reference png imports eval kernel kernel-graphs
 #   (default: tests train submission)
 # Compiling BigGAN takes minutes (about 2.5 on an H100): run the compile-* parts, graphs and graphs-bf16 in
 # calls of their own.
@@ -10,9 +10,9 @@
 # compile-biggan64; submission png imports (generate's steps, the whole score with eigh end to end, what
 # imports and CUDA start cost); tests; kernel-graphs.
 set -uo pipefail
-out=${1:?usage: bash bench/gpu_suite.sh OUT_DIR [tests|train|ops|compile-dcgan|compile-progan|compile-biggan64|graphs|graphs-bf16|check|profile|submission|png|imports|eval|kernel|kernel-graphs ...]}; shift
+out=${1:?usage: bash bench/gpu_suite.sh OUT_DIR [tests|train|ops|compile-dcgan|compile-progan|compile-biggan64|graphs|graphs-bf16|check|profile|submission|reference|png|imports|eval|kernel|kernel-graphs ...]}; shift
 parts=${*:-tests train submission}
-known=" tests train ops compile-dcgan compile-progan compile-biggan64 graphs graphs-bf16 check profile submission png imports eval kernel kernel-graphs "
+known=" tests train ops compile-dcgan compile-progan compile-biggan64 graphs graphs-bf16 check profile submission reference png imports eval kernel kernel-graphs "
 for part in $parts; do  # a typo must not surface after minutes of borrowed GPU time on the parts before it
   [[ $known == *" $part "* ]] || { echo "unknown part: $part; known parts:$known" >&2; exit 2; }
 done
@@ -49,8 +49,8 @@ for part in $parts; do
       $py bench/train_bench.py --defaults --models $model --batch $batches --precision fp32 bf16 --compile on \
         --compile-mode reduce-overhead --steps 30 --warmup 5 --json "$out/train_$part.json" 2>&1 \
         | grep -v "^W" | tee "$out/train_$part.log" ;;
-    submission)  # generate, validate, features, the whole score with Kaggle's sqrtm; then the score's phases
-      # with score.frechet: eigh on the same zip and cached reference statistics
+    submission)  # generate, validate, features, the whole score (score.frechet: eigh, the default); then the
+      # score's phases with eigh on the same zip and cached reference statistics
       $py bench/submission_bench.py --device cuda --networks standin inception --feature-images 5000 --full-score \
         --work /tmp/submission_bench 2>&1 | grep -v WARNING | tee "$out/submission_bench.log"
       # (a zip of noise: random-weight G's near-identical images have a singular covariance, and eigh would
@@ -58,6 +58,9 @@ for part in $parts; do
       $py bench/submission_bench.py --device cuda --zip /tmp/submission_bench/images.zip --networks standin \
         --feature-images 100 --no-math --phases inception --noise-submission \
         --frechet eigh --work /tmp/submission_bench 2>&1 | grep -v WARNING | tee "$out/score_phases_eigh.log" ;;
+    reference)  # the score against cached statistics of 20,580 photos, less the features, on this host's cores
+      $py bench/reference_bench.py --device cuda --skip-build --out "$out/reference_bench.json" 2>&1 \
+        | tee "$out/reference_bench.log" ;;
     png)  # PNG encoding threads on this host (images.codec_threads uses 4); a shorter GIL switch interval;
       # forked processes (no shared GIL)
       { $py bench/png_threads.py 1 4 8 16 4 8; $py bench/png_threads.py 4 8 16 --switch-interval 0.0005

@@ -90,6 +90,7 @@ def score_without_features(work: Path, n_ref: int, n_gen: int) -> dict:
     mu, sigma, normalized = prepare_reference(ref_features)
     stats = ReferenceStats(mu, sigma, normalized, "bench", n_ref, np.arange(n_ref), "photos", covariance_root(sigma))
     out = {}
+    work.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=work) as tmp:
         cache = Path(tmp) / "inception_photos.npz"
         save_reference(cache, stats)
@@ -132,10 +133,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--draft-sample", type=int, default=500, help="photos compared for the draft-decoding check")
     ap.add_argument("--gen", type=int, default=10_000, help="generated images of the score timing")
     ap.add_argument("--skip-build", action="store_true", help="only the score timing (no photos needed)")
+    ap.add_argument("--ref-images", type=int, default=20_580,
+                    help="reference images of the score timing with --skip-build (default: %(default)s)")
     ap.add_argument("--out", type=Path, help="also write the results here (JSON)")
     args = ap.parse_args(argv)
     results: dict = {"machine": machine(), "command": " ".join(["bench/reference_bench.py", *(argv or sys.argv[1:])])}
-    n_ref = 20_580
+    n_ref = args.ref_images
     if not args.skip_build:
         build_data(args.annotations_zip, args.work, seed=0, quality=75, jobs=os.cpu_count() or 1)
         photos = list_photos(args.work / "all-dogs")

@@ -238,7 +238,8 @@ def main() -> int:
                     help="--full-score and --phases score a zip of random-noise images, not the generated one: "
                          "with random weights, G's near-identical images give a singular covariance, which sends "
                          "score.frechet eigh to its sqrtm fallback; noise has full-rank features, as a trained G has")
-    ap.add_argument("--frechet", default="sqrtm", choices=["sqrtm", "eigh"], help="score.frechet of the score runs")
+    ap.add_argument("--frechet", default="eigh", choices=["sqrtm", "eigh"],
+                    help="score.frechet of the score runs (default: %(default)s, the score's default)")
     ap.add_argument("--zip", type=Path, metavar="ZIP",
                     help="time this submission zip of --n images instead of generating one (no generate figure)")
     ap.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="generate.precision")

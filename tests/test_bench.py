@@ -66,6 +66,17 @@ def test_eval_bench_times_steps_and_an_evaluation(tmp_path):
     assert "in-training MiFID every 10 steps adds" in proc.stdout
 
 
+def test_reference_bench_times_a_score_against_cached_statistics(tmp_path):
+    """--skip-build: no photos; 3,000 reference and 2,100 generated 2048-d feature rows, through the score's own
+    cache file, zip reading and MiFID (eigh on full-rank random features), into the JSON."""
+    out = tmp_path / "reference.json"
+    run_bench("reference_bench.py", "--skip-build", "--ref-images", "3000", "--gen", "2100", "--out", str(out))
+    result = json.loads(out.read_text())
+    assert result["frechet_method"] == "eigh" and result["cache_file_mb"] > 3000 * 2048 * 8 / 1e6
+    assert 0 < result["mifid_eigh_and_float64_distance_s"] <= result["score_without_features_s"]
+    assert result["zip_read_validate_decode_s"] > 0 and result["frechet_sqrtm_for_comparison_s"] > 0
+
+
 @pytest.mark.slow
 def test_compile_check_compiled_dcgan_trains_like_eager():
     """torch.compile on the CPU (inductor, C++): 20-30 s with a cold compile cache, 6 s warm."""
