@@ -6,13 +6,12 @@ Rectangles here are half-open and in float pixel units: a box with inclusive ind
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 import typing
-from typing import Literal
+from dataclasses import dataclass
 
 from pipeline.annotations import Box
+from pipeline.config import SquareMethod
 
-SquareMethod = Literal["stretch", "expand", "pad"]
 SQUARE_METHODS: tuple[str, ...] = typing.get_args(SquareMethod)
 
 

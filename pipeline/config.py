@@ -22,8 +22,10 @@ from typing import Any, Literal
 
 import yaml
 
-from pipeline.boxes import SquareMethod
-from pipeline.images import Resample
+# config imports nothing of the pipeline at module level (a leaf: every stage imports it): the choices that
+# prepare's modules take are spelled here, and pipeline.boxes / pipeline.photos import them from here
+SquareMethod = Literal["stretch", "expand", "pad"]  # how a box becomes a square (pipeline.boxes.plan_crop)
+Resample = Literal["lanczos", "bicubic", "bilinear", "box"]  # PIL's antialiased filters (pipeline.photos)
 
 DEFAULT_PARAMS = Path("params.yaml")
 

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 
+class ImageDecodeError(ValueError):
+    """A photo that cannot be decoded (corrupt, truncated, not an image): prepare and the reference stage count it
+    as a named skip."""
+
+
 def first_line(exc: BaseException, limit: int = 200) -> str:
     """The first line of an exception's message, at most ``limit`` characters.
 

@@ -28,7 +28,8 @@ from pipeline.config import PrepareConfig, add_config_arguments, as_dict, config
 from pipeline.errors import error_text
 from pipeline.files import Dataset, save_dataset, write_json
 from pipeline.layout import IMAGE_SUFFIXES
-from pipeline.images import ImageDecodeError, decode_reduced, image_grid, open_photo, render_crop, save_png
+from pipeline.images import image_grid, save_png
+from pipeline.photos import ImageDecodeError, decode_reduced, open_photo, render_crop
 
 # Skip reasons, in report order. Photo-level reasons count photos; box-level ones count boxes.
 PHOTO_SKIPS = ("missing_photo", "no_annotation", "corrupt_image", "malformed_xml", "empty_annotation")

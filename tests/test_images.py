@@ -7,7 +7,8 @@ import pytest
 from PIL import Image
 
 from pipeline.boxes import CropPlan, Rect, plan_crop
-from pipeline.images import ImageDecodeError, decode_reduced, image_grid, open_photo, render_crop
+from pipeline.images import image_grid
+from pipeline.photos import ImageDecodeError, decode_reduced, open_photo, render_crop
 
 
 def jpeg(tmp_path, im: Image.Image, name="p.jpg", **kw) -> str:

@@ -26,8 +26,8 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
+from pipeline.errors import ImageDecodeError
 from pipeline.files import COMPETITION_SIZE, Dataset, load_dataset, require_competition_size
-from pipeline.images import ImageDecodeError
 from pipeline.layout import IMAGE_SUFFIXES
 
 REFERENCE_KINDS = ("photos", "crops")
