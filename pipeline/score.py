@@ -29,10 +29,10 @@ import os
 import sys
 import time
 
+from pipeline import leaderboard
 from pipeline.config import ConfigError, ScoreConfig, add_config_arguments, config_from_args
 from pipeline.errors import error_text
 from pipeline.files import write_json
-from pipeline.metrics import leaderboard
 from pipeline.metrics.features import FeatureNetworkError, load_network
 from pipeline.metrics.phases import Phases, record, run_phases
 from pipeline.metrics.reference import load_reference

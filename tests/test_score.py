@@ -11,18 +11,17 @@ import numpy as np
 import pytest
 import torch
 
+from pipeline import leaderboard as L
 from pipeline import score
 from pipeline.metrics import scoring
 from pipeline.files import Dataset, save_dataset
 from pipeline.images import png_bytes
 from pipeline.metrics import features as F
-from pipeline.metrics import leaderboard as L
 from pipeline.metrics import mifid as M
 
 N_REF, N_GEN = 200, 20  # a reference much smaller than 512 makes scipy's sqrtm slow (singular products)
 KEYS = ["network", "reference", "reference_images", "comparable_to_kaggle", "n_images", "fid", "frechet", "distance",
         "distance_thresholded", "mifid", "eps", "memorizer", "seconds", "submission_sha256", "model", "params"]
-ANCHORS = Path(__file__).resolve().parents[2] / "shared" / "anchors" / "kaggle-2019-scored-submissions.csv"
 
 
 def pictures(n: int, seed: int) -> np.ndarray:
@@ -352,79 +351,3 @@ def test_a_missing_or_unnamed_reference_is_a_clear_error(run, tmp_path, capsys):
     run.reference = truncated
     assert run(sub) == 2
     assert "is not a dataset" in capsys.readouterr().err and not run.metrics.exists()
-
-
-# ------------------------------------------------------------------------------------------- leaderboard
-
-
-def test_rank_among_the_2019_real_generative_models():
-    assert L.kaggle_rank(1.0) == (1, 498)  # better than the best
-    assert L.kaggle_rank(12.46328428178144) == (1, 498)  # a tie takes the better place
-    assert L.kaggle_rank(1e6) == (498, 498)  # worse than all
-    assert L.rank_text(5.0) == "would rank 1 of 498"
-    assert L.kaggle_rank(61.0)[0] < 249 < L.kaggle_rank(62.0)[0]  # the median sits between
-    scores = np.array([10.0, 20.0, 30.0])
-    ranks = [L.kaggle_rank(x, scores) for x in (5, 10, 15, 20, 25, 31)]
-    assert ranks == [(1, 4), (1, 4), (2, 4), (2, 4), (3, 4), (4, 4)]
-
-
-def test_shipped_public_scores_match_the_competition_facts():
-    scores = L.public_nonmem_scores()
-    assert len(scores) == 497 and (np.diff(scores) >= 0).all()
-    best, median = L.public_board_summary()
-    assert round(best, 2) == 12.46 and round(median, 1) == 61.6
-
-
-def test_shipped_public_scores_are_the_non_mem_rows_of_the_released_file():
-    if not ANCHORS.is_file():
-        pytest.skip(f"{ANCHORS} is not here")
-    with open(ANCHORS, newline="") as fh:
-        source = sorted(float(r["public_score"]) for r in csv.DictReader(fh) if r["labels"] == "non-mem")
-    np.testing.assert_array_equal(L.public_nonmem_scores(), np.array(source))
-
-
-def metrics(network="inception", mifid=50.0, memorizer=False, frechet="sqrtm") -> dict:
-    return {"network": network, "comparable_to_kaggle": network == "inception", "n_images": 10_000, "eps": 0.1,
-            "fid": mifid, "frechet": frechet, "distance": 0.05 if memorizer else 0.25, "mifid": mifid,
-            "memorizer": memorizer}
-
-
-def test_rows_markdown_and_plot(tmp_path):
-    ck = {"model": "biggan", "step": 1200, "total_steps": 5000, "model_options": {"z_dim": 120, "g_width": 8},
-          "train_config": {"loss": "bce", "batch_size": 32, "augment": "", "seed": 0}}
-    model, params = L.describe_checkpoint(ck)
-    assert model == "biggan"
-    assert params == "step 1200/5000; z_dim=120 g_width=8; loss='bce' batch_size=32 augment=''"
-    L.update_leaderboard(tmp_path, L.make_row(metrics("standin", 0.5), model, params))
-    L.update_leaderboard(tmp_path, L.make_row(metrics(mifid=80.0)))
-    paths = L.update_leaderboard(tmp_path, L.make_row(metrics(mifid=40.0)))
-    _, rows = L.read_rows(paths["csv"])
-    assert [r["kaggle_2019_rank"] for r in rows] == [L.NOT_COMPARABLE, L.rank_text(80.0), L.rank_text(40.0)]
-    table = [line for line in paths["md"].read_text().splitlines() if line.startswith("| ") and line[2].isdigit()]
-    # comparable rows first, by MiFID; the stand-in row last however low its number
-    assert [line.split(" | ")[1] for line in table] == ["40.00", "80.00", "0.50"]
-    assert "not comparable to Kaggle" in table[2] and "would rank" in table[0]
-    assert paths["png"].read_bytes().startswith(b"\x89PNG")
-
-
-def test_a_damaged_leaderboard_row_neither_crashes_nor_half_updates(tmp_path):
-    # a row cut short by hand (no network, no MiFID) and one with a cell too many: shown as "?", not plotted
-    header = ",".join(L.COLUMNS)
-    (tmp_path / "leaderboard.csv").write_text(f"{header}\n1,2\n{','.join(['x'] * (len(L.COLUMNS) + 1))}\n")
-    paths = L.update_leaderboard(tmp_path, L.make_row(metrics(mifid=40.0)))
-    _, rows = L.read_rows(paths["csv"])
-    assert len(rows) == 3 and rows[0][L.COLUMNS[0]] == "1" and rows[2]["mifid"] == rows[2]["fid"]
-    assert paths["md"].read_text().count("| ? |") >= 2 and paths["png"].read_bytes().startswith(b"\x89PNG")
-
-
-def test_a_render_failure_leaves_the_leaderboard_files_as_they_were(tmp_path, monkeypatch):
-    paths = L.update_leaderboard(tmp_path, L.make_row(metrics(mifid=40.0)))
-    before = {k: p.read_bytes() for k, p in paths.items()}
-
-    def broken(rows):
-        raise RuntimeError("plotting failed")
-
-    monkeypatch.setattr(L, "render_plot", broken)
-    with pytest.raises(RuntimeError):
-        L.update_leaderboard(tmp_path, L.make_row(metrics(mifid=30.0)))
-    assert {k: p.read_bytes() for k, p in paths.items()} == before
