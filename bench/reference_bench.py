@@ -38,11 +38,12 @@ from bench.submission_bench import random_inception  # noqa: E402
 from pipeline.config import build_config  # noqa: E402
 from pipeline.images import png_bytes  # noqa: E402
 from pipeline.metrics import features as feat  # noqa: E402
-from pipeline.metrics.mifid import covariance_root, frechet_distance, prepare_reference, feature_statistics  # noqa: E402
-from pipeline.metrics.reference import build_photo_reference, kaggle_photo_pixels, list_photos  # noqa: E402
-from pipeline.metrics.scoring import (ReferenceStats, load_cached_reference, pixels_sha256, read_zip_images,  # noqa: E402
+from pipeline.metrics.mifid import covariance_root, feature_statistics, frechet_distance, prepare_reference  # noqa: E402
+from pipeline.metrics.scoring import (ReferenceStats, load_cached_reference, pixels_sha256,  # noqa: E402
                                       save_reference, score_images)
+from pipeline.reference_set import build_photo_reference, kaggle_photo_pixels, list_photos  # noqa: E402
 from pipeline.runtime import pick_device  # noqa: E402
+from pipeline.validate import read_zip_images  # noqa: E402
 
 
 def draft_check(photos: list[Path], n: int) -> dict:

@@ -31,9 +31,9 @@ from pipeline.config import ConfigError, GenerateConfig, add_config_arguments, c
 from pipeline.errors import error_text
 from pipeline.files import atomic_path
 from pipeline.images import codec_threads, image_grid, png_bytes, save_gif, save_png
-from pipeline.metrics.phases import Phases, record, run_phases
 from pipeline.models import to_pixels
 from pipeline.models.layers import cached_spectral_norms
+from pipeline.phases import Phases, record, run_phases
 from pipeline.runtime import pick_device
 from pipeline.sampling import label_weights, sample_labels, truncated_normal
 from pipeline.walks import plan_walks, render_walk

@@ -38,9 +38,9 @@ from pipeline.download import COMPETITION
 from pipeline.files import COMPETITION_SIZE, write_bytes, write_json, write_text
 from pipeline.generate import write_submission
 from pipeline.layout import CompetitionDirs, find_competition_dirs
-from pipeline.metrics.reference import build_photo_reference
 from pipeline.plan import AUTO
 from pipeline.prepare import prepare
+from pipeline.reference_set import build_photo_reference
 from pipeline.runtime import pick_device, setup_runtime
 from pipeline.sampling import label_weights
 from pipeline.validate import validate_zip

@@ -3,7 +3,7 @@
     python -m pipeline.reference --images data/raw/all-dogs --out data/prepared/photos64.npz \\
         [--report data/prepared/photos64.json] [--workers 0]
 
-Every photo, whole, converted to RGB and squashed to 64x64 with LANCZOS (pipeline.metrics.reference), into
+Every photo, whole, converted to RGB and squashed to 64x64 with LANCZOS (pipeline.reference_set), into
 one dataset file that the score, report and train stages read when ``score.reference: photos``. A photo
 that cannot be decoded is a counted, named skip, listed in the JSON report written beside the file.
 Exit status 0, or 2 with ``error: <problem>`` (no folder, no photos, none decodable).
@@ -18,7 +18,7 @@ from pathlib import Path
 
 from pipeline.errors import error_text
 from pipeline.files import save_dataset, write_json
-from pipeline.metrics.reference import ReferenceError, build_photo_reference
+from pipeline.reference_set import ReferenceError, build_photo_reference
 
 SKIPS_SHOWN = 5  # skipped photos named on the terminal (all of them are in the report)
 

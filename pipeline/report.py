@@ -39,11 +39,11 @@ from pipeline.images import image_grid, png_bytes
 from pipeline.metrics.features import FeatureNetwork, FeatureNetworkError, load_network
 from pipeline.metrics.mifid import (EPS_PRIVATE, EPS_PUBLIC, feature_statistics, frechet_distance_by, mean_distance,
                                    memorization_neighbours_to, mifid_result)
-from pipeline.metrics.reference import load_reference
+from pipeline.metrics.scoring import ReferenceStats, not_comparable_note, reference_statistics, submission_features
 from pipeline.models import to_pixels
+from pipeline.reference_set import load_reference
 from pipeline.runtime import pick_device
-from pipeline.metrics.scoring import (ReferenceStats, not_comparable_note, read_zip_images, reference_statistics,
-                                      submission_features)
+from pipeline.validate import read_zip_images
 
 HTML_NAME = "memorization.html"
 PNG_NAME = "memorization.png"

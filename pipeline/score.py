@@ -34,11 +34,12 @@ from pipeline.config import ConfigError, ScoreConfig, add_config_arguments, conf
 from pipeline.errors import error_text
 from pipeline.files import write_json
 from pipeline.metrics.features import FeatureNetworkError, load_network
-from pipeline.metrics.phases import Phases, record, run_phases
-from pipeline.metrics.reference import load_reference
-from pipeline.metrics.scoring import (cache_file, not_comparable_note, pixels_sha256, read_zip_images,
-                                      reference_statistics, score_images, submission_features)
+from pipeline.metrics.scoring import (cache_file, not_comparable_note, pixels_sha256, reference_statistics,
+                                      score_images, submission_features)
+from pipeline.phases import Phases, record, run_phases
+from pipeline.reference_set import load_reference
 from pipeline.runtime import pick_device
+from pipeline.validate import read_zip_images
 
 METRIC_KEYS = ("network", "reference", "reference_images", "comparable_to_kaggle", "n_images", "fid", "frechet",
                "distance", "distance_thresholded", "mifid", "eps", "memorizer", "seconds", "submission_sha256",

@@ -1085,7 +1085,7 @@ def main(argv: list[str] | None = None) -> int:
         score_cfg = load_config("score", args.params)
         photos = None
         if cfg.eval_every > 0 and score_cfg.reference == "photos":  # loaded now: a missing file fails before training
-            from pipeline.metrics.reference import load_reference
+            from pipeline.reference_set import load_reference
 
             photos = load_reference("photos", args.photos, None)
         evaluation = EvalSettings(score_cfg, Path(args.cache),

@@ -217,6 +217,21 @@ def validate_zip(path: str | os.PathLike, expected: int = EXPECTED_IMAGES, keep_
     )
 
 
+def read_zip_images(path: str | os.PathLike, expected: int | None = None) -> np.ndarray:
+    """Validate a submission zip and return its PNGs in archive order, uint8 [N, 64, 64, 3], in one read.
+
+    expected: the number of images the zip must hold (None: however many it has). Raises SubmissionError.
+    """
+    if expected is None:
+        try:
+            with zipfile.ZipFile(path) as zf:
+                expected = max(1, sum(not info.is_dir() for info in zf.infolist()))
+        except (OSError, zipfile.BadZipFile):
+            expected = 1  # validate_zip names the problem
+
+    return validate_zip(path, expected, keep_pixels=True).pixels
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m pipeline.validate",

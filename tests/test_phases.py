@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from pipeline.metrics.phases import Phases, process_age, record, run_phases
+from pipeline.phases import Phases, process_age, record, run_phases
 
 
 def test_steps_add_up_in_first_run_order_and_none_records_nothing():
@@ -28,7 +28,7 @@ def test_steps_add_up_in_first_run_order_and_none_records_nothing():
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads Linux's /proc")
 def test_process_age_counts_from_the_start_of_the_process():
-    code = "import time; time.sleep(0.5); from pipeline.metrics.phases import process_age; print(process_age())"
+    code = "import time; time.sleep(0.5); from pipeline.phases import process_age; print(process_age())"
     age = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
     assert 0.45 <= age < 30  # the sleep, plus the interpreter's start (clock ticks: 0.01 s)
     assert process_age() > 0.5  # this test process started well before this line

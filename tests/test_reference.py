@@ -7,8 +7,8 @@ import pytest
 from PIL import Image
 
 from pipeline import reference as stage
+from pipeline import reference_set as R
 from pipeline.files import load_dataset
-from pipeline.metrics import reference as R
 
 
 def bands(width: int = 192, height: int = 64) -> Image.Image:

@@ -13,11 +13,12 @@ import torch
 
 from pipeline import leaderboard as L
 from pipeline import score
-from pipeline.metrics import scoring
 from pipeline.files import Dataset, save_dataset
 from pipeline.images import png_bytes
 from pipeline.metrics import features as F
 from pipeline.metrics import mifid as M
+from pipeline.metrics import scoring
+from pipeline.validate import read_zip_images
 
 N_REF, N_GEN = 200, 20  # a reference much smaller than 512 makes scipy's sqrtm slow (singular products)
 KEYS = ["network", "reference", "reference_images", "comparable_to_kaggle", "n_images", "fid", "frechet", "distance",
@@ -297,7 +298,7 @@ def test_frechet_eigh_agrees_with_sqrtm_in_score_images():
 
 def test_zip_images_are_read_back_exactly(tmp_path):
     images = pictures(5, 3)
-    assert np.array_equal(scoring.read_zip_images(write_zip(tmp_path / "five.zip", images)), images)
+    assert np.array_equal(read_zip_images(write_zip(tmp_path / "five.zip", images)), images)
 
 
 def test_invalid_zip_exits_2_with_the_validators_message(run, tmp_path, capsys):

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.linalg
 
-from pipeline.metrics.phases import Phases, record
+from pipeline.phases import Phases, record
 
 EPS_PUBLIC = 0.1  # memorization threshold of the public leaderboard
 EPS_PRIVATE = 0.25  # ... and of the private one (set by hand at the end of the competition)

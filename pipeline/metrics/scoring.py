@@ -1,6 +1,6 @@
-"""The score stage's building blocks, shared with train's in-training MiFID and the report stage: reading a
-submission zip, the cached reference statistics (mean, covariance, normalised features of the reference set:
-the whole photos, as Kaggle, or the prepared crops; pipeline.metrics.reference), a submission's cached
+"""The score stage's building blocks, shared with train's in-training MiFID and the report stage: the cached
+reference statistics (mean, covariance, normalised features of the reference set:
+the whole photos, as Kaggle, or the prepared crops; pipeline.reference_set), a submission's cached
 features, and the MiFID metrics dict of a set of generated images.
 
 Stages import these from here, never from one another, so that DVC reruns train only when what it uses
@@ -23,8 +23,7 @@ from pipeline.config import ScoreConfig
 from pipeline.files import atomic_path
 from pipeline.metrics.features import FeatureNetwork, extract_features
 from pipeline.metrics.mifid import CovarianceRoot, covariance_root, mifid_from_reference, nonzero_rows, prepare_reference
-from pipeline.metrics.phases import Phases, record
-from pipeline.validate import validate_zip
+from pipeline.phases import Phases, record
 
 NOT_COMPARABLE_NOTE = ("stand-in network: these numbers are NOT comparable to Kaggle's leaderboard (nor to "
                        "Inception scores); set score.network: inception for those")
@@ -40,24 +39,6 @@ def not_comparable_note(network: str, reference: str) -> str:
 
 
 
-# ------------------------------------------------------------------------------------------ submission
-
-
-def read_zip_images(path: str | os.PathLike, expected: int | None = None) -> np.ndarray:
-    """Validate a submission zip and return its PNGs in archive order, uint8 [N, 64, 64, 3], in one read.
-
-    expected: the number of images the zip must hold (None: however many it has). Raises SubmissionError.
-    """
-    if expected is None:
-        try:
-            with zipfile.ZipFile(path) as zf:
-                expected = max(1, sum(not info.is_dir() for info in zf.infolist()))
-        except (OSError, zipfile.BadZipFile):
-            expected = 1  # validate_zip names the problem
-
-    return validate_zip(path, expected, keep_pixels=True).pixels
-
-
 # ----------------------------------------------------------------------------------- reference statistics
 
 
@@ -67,7 +48,7 @@ class ReferenceStats:
 
     mu float64 [D], sigma float64 [D, D], normalized float64 [M', D] (non-zero rows, unit norm);
     key: what they were computed from (data hash, network, weights, reference kind); n_images: M;
-    kind: the reference kind, "photos" or "crops" (pipeline.metrics.reference.REFERENCE_KINDS);
+    kind: the reference kind, "photos" or "crops" (pipeline.reference_set.REFERENCE_KINDS);
     rows int64 [M']: the reference image of each normalised row (all-zero rows are dropped), so a nearest
     neighbour can be shown as the training crop it is;
     root: the symmetric square root of sigma (score.frechet: eigh), cached with the rest.

@@ -12,7 +12,7 @@ Two kinds (``score.reference``):
     generators learn from, but not what Kaggle compared with, so its numbers are not the board's.
 
 Photos are decoded at full size: PIL's reduced-size JPEG decoding (``draft``, which prepare uses for
-crops) gives different 64x64 pixels, by more than one level (BENCHMARKS.md, "Photo reference").
+crops) gives 64x64 pixels up to 92 levels off (BENCHMARKS.md, "Kaggle's reference").
 """
 
 from __future__ import annotations
