@@ -162,17 +162,30 @@ def make_row(metrics: dict[str, Any], model: str = UNKNOWN, params: str = UNKNOW
     }
 
 
+class DamagedLeaderboard(OSError):
+    """leaderboard.csv cannot be read as a CSV (undecodable bytes, not a file, unreadable).
+
+    An OSError so that callers guarding their file writes (the score stage) report it in one line; the
+    file is never rewritten then, so whatever it held can still be repaired by hand."""
+
+
 def read_rows(path: str | os.PathLike) -> tuple[list[str], list[dict[str, str]]]:
-    """(columns, rows) of a leaderboard CSV; no file: our columns and no rows."""
+    """(columns, rows) of a leaderboard CSV; no file: our columns and no rows.
+
+    Raises DamagedLeaderboard when the file is there but cannot be read as a CSV."""
     path = Path(path)
-    if not path.is_file():
+    if not path.exists():
         return list(COLUMNS), []
-    with open(path, newline="") as fh:
-        # DictReader gives None for the cells of a row cut short and keeps extra cells under the key None: a
-        # row damaged by hand becomes empty cells (shown as "?") rather than a crash, and its extras are dropped
-        reader = csv.DictReader(fh, restval="")
-        rows = [{k: v for k, v in r.items() if k is not None} for r in reader]
-        found = list(reader.fieldnames or [])
+    try:
+        with open(path, newline="") as fh:
+            # DictReader gives None for the cells of a row cut short and keeps extra cells under the key None: a
+            # row damaged by hand becomes empty cells (shown as "?") rather than a crash, its extras are dropped
+            reader = csv.DictReader(fh, restval="")
+            rows = [{k: v for k, v in r.items() if k is not None} for r in reader]
+            found = list(reader.fieldnames or [])
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DamagedLeaderboard(f"{path} is not a readable leaderboard CSV ({exc}); repair it or move it "
+                                 "aside (a new one is started then)") from None
     # a file from an older version keeps its extra columns after ours
     return list(COLUMNS) + [c for c in found if c not in COLUMNS], rows
 
@@ -315,7 +328,16 @@ def find_repo(start: str | os.PathLike) -> Path | None:
 
 def dvc_exp_show(repo: Path, all_commits: bool = False) -> list[dict]:
     """``dvc exp show --json`` in ``repo``, parsed. Raises RuntimeError with a one-line reason when dvc is
-    missing, fails or times out. Safe while ``dvc repro`` runs: it reads git and the files, and takes no lock."""
+    missing, fails or times out.
+
+    By default DVC lists the workspace, HEAD and every experiment based on HEAD (queued, running, failed,
+    finished, --temp): the board of the work in hand, in under a second. ``all_commits`` adds every commit
+    and its experiments, which grows with the history, so it is asked for (``--all-commits``), not default.
+
+    Safe while ``dvc repro`` or ``dvc exp run`` runs in the same project, the score stage's own call included:
+    checked with dvc 3.67, ``dvc exp show --json`` exits 0 while ``dvc status`` fails with "is busy, it is
+    being blocked by ... dvc repro" (it reads git and the files, not the rwlock); an output being rebuilt
+    then shows as a metrics error (FileNotFoundError), which is skipped."""
     cmd = [sys.executable, "-m", "dvc", "exp", "show", "--json", *(["--all-commits"] if all_commits else [])]
     env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
     try:
@@ -408,10 +430,17 @@ def board_rows(directory: str | os.PathLike, experiments: bool = True, all_commi
     """(the merged rows of ``directory``/leaderboard.csv and of the DVC experiments, notes, counts).
 
     experiments: ask DVC (the project holding ``directory``); a failure is a note, never an error.
-    csv_rows: the CSV's rows when already read (default: read them)."""
-    rows = read_rows(Path(directory) / "leaderboard.csv")[1] if csv_rows is None else list(csv_rows)
-    counts = {"score_runs": len(rows), "experiments": 0}
+    csv_rows: the CSV's rows when already read (default: read them; a damaged CSV is a note too)."""
     notes = []
+    if csv_rows is not None:
+        rows = list(csv_rows)
+    else:
+        try:
+            rows = read_rows(Path(directory) / "leaderboard.csv")[1]
+        except DamagedLeaderboard as exc:
+            rows = []
+            notes.append(f"score runs: none shown ({exc})")
+    counts = {"score_runs": len(rows), "experiments": 0}
     if experiments:
         repo = find_repo(directory)
         if repo is None:
@@ -470,6 +499,8 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m pipeline.leaderboard",
         description="Render the local leaderboard (leaderboard.md and leaderboard.png) from the score runs in "
         "leaderboard.csv and the score of every DVC experiment (dvc exp show), each submission once.",
+        epilog="A damaged leaderboard.csv or a dvc that cannot answer leaves its rows out with a note (on stderr "
+        "and in leaderboard.md) and the rest is rendered: exit 0. Exit 2 only when nothing can be written.",
     )
     parser.add_argument("--dir", default="submissions", metavar="DIR",
                         help="folder of leaderboard.csv, where leaderboard.md/.png go (default: %(default)s)")
