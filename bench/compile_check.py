@@ -25,7 +25,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from pipeline import train as tr  # noqa: E402
+from pipeline.training import step as ts  # noqa: E402
 from pipeline.runtime import unwrap  # noqa: E402
 from train_bench import bench_config, bench_setup  # noqa: E402
 
@@ -40,7 +40,7 @@ def run(cfg, device: str, steps: int) -> tuple[list[dict[str, float]], torch.Ten
     rt, parts, data = bench_setup(cfg, device)
     before = g_weights(parts)
     t0 = time.perf_counter()
-    losses = [tr.as_floats(tr.train_step(parts, data, cfg, rt, step)) for step in range(steps)]
+    losses = [ts.as_floats(ts.train_step(parts, data, cfg, rt, step)) for step in range(steps)]
     seconds = time.perf_counter() - t0
     return losses, before, g_weights(parts), seconds
 

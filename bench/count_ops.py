@@ -30,7 +30,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.train_bench import synthetic  # noqa: E402
-from pipeline import train as tr  # noqa: E402
+from pipeline.training import step as ts  # noqa: E402
 from pipeline.config import build_config, read_params  # noqa: E402
 from pipeline.runtime import setup_runtime  # noqa: E402
 
@@ -63,14 +63,14 @@ def count_step_ops(model: str, batch: int, steps: int, warmup: int, defaults: bo
     rt = setup_runtime(cfg.precision, cfg.channels_last, "cpu")
     ds = synthetic(256)
     torch.manual_seed(0)
-    parts = tr.build_parts(cfg, len(ds.breeds), rt, steps_per_epoch=len(ds) / batch)
-    data = tr.DeviceData(ds, rt.device, 0)
-    tr.set_progress(parts, 1.0)
+    parts = ts.build_parts(cfg, len(ds.breeds), rt, steps_per_epoch=len(ds) / batch)
+    data = ts.DeviceData(ds, rt.device, 0)
+    ts.set_progress(parts, 1.0)
     for _ in range(warmup):
-        tr.train_step(parts, data, cfg, rt)
+        ts.train_step(parts, data, cfg, rt)
     with OpCounter() as counter:
         for _ in range(steps):
-            tr.train_step(parts, data, cfg, rt)
+            ts.train_step(parts, data, cfg, rt)
     per_step = {k: v / steps for k, v in counter.counts.most_common()}
     return {"model": model, "batch": batch, "loss": cfg.loss, "augment": cfg.augment,
             "ops_per_step": sum(per_step.values()), "by_op": per_step}

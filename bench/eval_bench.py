@@ -33,11 +33,13 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "bench"))
 
-from pipeline import train as tr  # noqa: E402
+from pipeline.training import monitor as tm  # noqa: E402
+from pipeline.training import run as trun  # noqa: E402
+from pipeline.training import step as ts  # noqa: E402
 from pipeline.config import EVAL_EVERY_GPU, build_config, read_params  # noqa: E402
 from pipeline.metrics import features as feat  # noqa: E402
 from pipeline.metrics.scoring import reference_statistics  # noqa: E402
-from pipeline.runtime import setup_runtime  # noqa: E402
+from pipeline.runtime import setup_runtime, unwrap  # noqa: E402
 from submission_bench import network_for  # noqa: E402
 from train_bench import synthetic  # noqa: E402
 
@@ -75,17 +77,17 @@ def main() -> int:
     rt = setup_runtime(cfg.precision, cfg.channels_last, args.device)
     ds = synthetic(n=2048, classes=120)
     torch.manual_seed(0)
-    parts = tr.build_parts(cfg, len(ds.breeds), rt, steps_per_epoch=len(ds) / args.batch)
-    data = tr.DeviceData(ds, rt.device, 0)
-    tr.set_progress(parts, 1.0)
+    parts = ts.build_parts(cfg, len(ds.breeds), rt, steps_per_epoch=len(ds) / args.batch)
+    data = ts.DeviceData(ds, rt.device, 0)
+    ts.set_progress(parts, 1.0)
 
     # 1. training steps
     for _ in range(args.warmup):
-        tr.train_step(parts, data, cfg, rt)
+        ts.train_step(parts, data, cfg, rt)
     sync(rt.device)
     t0 = time.perf_counter()
     for _ in range(args.steps):
-        tr.train_step(parts, data, cfg, rt)
+        ts.train_step(parts, data, cfg, rt)
     sync(rt.device)
     step_s = (time.perf_counter() - t0) / args.steps
 
@@ -98,9 +100,9 @@ def main() -> int:
         stats, _ = reference_statistics(reference, network, tmp, "photos", score_cfg.batch_size, rt.device,
                                         progress=True)
         reference_s = time.perf_counter() - t0
-        ev = tr.Evaluator(network, stats, score_cfg, cfg.eval_images, tr.unwrap(parts.G).z_dim,
+        ev = tm.Evaluator(network, stats, score_cfg, cfg.eval_images, unwrap(parts.G).z_dim,
                           np.bincount(ds.labels, minlength=120).tolist(), seed=0)
-        G = parts.G_ema or tr.unwrap(parts.G)
+        G = parts.G_ema or unwrap(parts.G)
         ev.run(G, 0, rt.device)  # warm-up: cudnn autotuning, first allocation
         times = []
         for i in range(args.evals):
@@ -111,7 +113,7 @@ def main() -> int:
             times.append(time.perf_counter() - t0)
         eval_s = float(np.median(times))
         t0 = time.perf_counter()
-        run = tr.Run(parts, cfg, rt, data, Path(tmp) / "best.pt", [str(b) for b in ds.breeds], [1] * 120, steps=1, step=1)
+        run = trun.Run(parts, cfg, rt, data, Path(tmp) / "best.pt", [str(b) for b in ds.breeds], [1] * 120, steps=1, step=1)
         run.save(run.out, ev.state())
         checkpoint_s = time.perf_counter() - t0
 

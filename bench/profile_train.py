@@ -22,7 +22,7 @@ from torch.profiler import ProfilerActivity, profile
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.train_bench import synthetic  # noqa: E402
-from pipeline import train as tr  # noqa: E402
+from pipeline.training import step as ts  # noqa: E402
 from pipeline.config import build_config, read_params  # noqa: E402
 from pipeline.runtime import setup_runtime  # noqa: E402
 
@@ -43,20 +43,20 @@ def main() -> int:
     cfg = build_config("train", values)
     rt = setup_runtime(cfg.precision, cfg.channels_last, "cuda")
     ds = synthetic()
-    parts = tr.build_parts(cfg, len(ds.breeds), rt, steps_per_epoch=len(ds) / args.batch)
-    data = tr.DeviceData(ds, rt.device, 0)
-    tr.set_progress(parts, 1.0)
+    parts = ts.build_parts(cfg, len(ds.breeds), rt, steps_per_epoch=len(ds) / args.batch)
+    data = ts.DeviceData(ds, rt.device, 0)
+    ts.set_progress(parts, 1.0)
     for _ in range(5):
-        tr.train_step(parts, data, cfg, rt)
+        ts.train_step(parts, data, cfg, rt)
     torch.cuda.synchronize()
     t0 = time.perf_counter()
     for _ in range(args.steps):
-        tr.train_step(parts, data, cfg, rt)
+        ts.train_step(parts, data, cfg, rt)
     torch.cuda.synchronize()
     wall = (time.perf_counter() - t0) / args.steps
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
         for _ in range(args.steps):
-            tr.train_step(parts, data, cfg, rt)
+            ts.train_step(parts, data, cfg, rt)
         torch.cuda.synchronize()
     kernels = [e for e in prof.events() if e.device_type == torch.autograd.DeviceType.CUDA]
     gpu_ms = sum(e.device_time if hasattr(e, "device_time") else e.cuda_time for e in kernels) / 1000 / args.steps

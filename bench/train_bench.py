@@ -25,8 +25,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from pipeline.config import build_config, read_params  # noqa: E402
 from pipeline.files import Dataset  # noqa: E402
-from pipeline.runtime import setup_runtime  # noqa: E402
-from pipeline import train as tr  # noqa: E402
+from pipeline.runtime import setup_runtime, unwrap  # noqa: E402
+from pipeline.training import step as ts  # noqa: E402
 
 
 def synthetic(n: int = 2048, classes: int = 120) -> Dataset:
@@ -56,9 +56,9 @@ def bench_setup(cfg, device: str, seed: int = 0):
     rt = setup_runtime(cfg.precision, cfg.channels_last, device)
     ds = synthetic()
     torch.manual_seed(seed)
-    parts = tr.build_parts(cfg, len(ds.breeds), rt, steps_per_epoch=len(ds) / cfg.batch_size)
-    data = tr.DeviceData(ds, rt.device, seed)
-    tr.set_progress(parts, 1.0)  # progressive models at full 64x64 resolution: the expensive case
+    parts = ts.build_parts(cfg, len(ds.breeds), rt, steps_per_epoch=len(ds) / cfg.batch_size)
+    data = ts.DeviceData(ds, rt.device, seed)
+    ts.set_progress(parts, 1.0)  # progressive models at full 64x64 resolution: the expensive case
     return rt, parts, data
 
 
@@ -67,19 +67,19 @@ def bench_one(model: str, batch: int, precision: str, compile_: bool, defaults: 
     cfg = bench_config(model, batch, precision, compile_, defaults, compile_mode)
     rt, parts, data = bench_setup(cfg, device)
     for _ in range(warmup):
-        tr.train_step(parts, data, cfg, rt)
+        ts.train_step(parts, data, cfg, rt)
     if rt.device.type == "cuda":
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
     for _ in range(steps):
-        stats = tr.train_step(parts, data, cfg, rt)
+        stats = ts.train_step(parts, data, cfg, rt)
     if rt.device.type == "cuda":
         torch.cuda.synchronize()
     dt = time.perf_counter() - t0
-    last = tr.as_floats(stats)  # a fast step that trains nothing would show here as nan or inf
-    g_params = sum(p.numel() for p in tr.unwrap(parts.G).parameters())
-    d_params = sum(p.numel() for p in tr.unwrap(parts.D).parameters())
+    last = ts.as_floats(stats)  # a fast step that trains nothing would show here as nan or inf
+    g_params = sum(p.numel() for p in unwrap(parts.G).parameters())
+    d_params = sum(p.numel() for p in unwrap(parts.D).parameters())
     return {
         "model": model, "batch": batch, "precision": rt.precision, "compile": compile_ and compile_mode,
         "options": str(cfg.model_options), "g_params": g_params, "d_params": d_params,

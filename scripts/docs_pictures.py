@@ -25,7 +25,7 @@ sys.path.insert(0, str(REPO))
 
 from pipeline.images import even_subsample, font, png_bytes  # noqa: E402
 from pipeline.files import write_bytes  # noqa: E402
-from pipeline.train import sample_files  # noqa: E402
+from pipeline.training.monitor import sample_files  # noqa: E402
 
 DOCS = REPO / "docs"
 COLOURS = 128

@@ -2,7 +2,6 @@
 the leaderboard, and the 2019 public-board numbers it ranks against."""
 
 import csv
-import dataclasses
 import json
 import zipfile
 from pathlib import Path

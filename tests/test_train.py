@@ -17,8 +17,12 @@ import torch
 from pipeline.checkpoint import CheckpointError, generator_from, load_checkpoint, models_from
 from pipeline.config import build_config
 from pipeline.files import Dataset, save_dataset
-from pipeline.runtime import setup_runtime
+from pipeline.runtime import setup_runtime, unwrap
 from pipeline import train as tr
+from pipeline.training import budget as tb
+from pipeline.training import resume as trs
+from pipeline.training import run as trun
+from pipeline.training import step as ts
 from tests.conftest import REPO
 
 TINY = {
@@ -51,13 +55,13 @@ def run_train(tmp_path, cfg, ds=None, **kw):
 
 def test_total_steps():
     cfg = cfg_for(batch_size=32, epochs=130.0)
-    assert tr.total_steps(cfg, 22_000) == 89_375  # 130 * 22000 / 32
-    assert tr.total_steps(cfg, 22_000, world_size=4) == 22_344  # ceil(89375 / 4)
-    assert tr.total_steps(cfg_for(epochs="auto", time_budget_min=1.0), 22_000) is None  # the budget decides
+    assert ts.total_steps(cfg, 22_000) == 89_375  # 130 * 22000 / 32
+    assert ts.total_steps(cfg, 22_000, world_size=4) == 22_344  # ceil(89375 / 4)
+    assert ts.total_steps(cfg_for(epochs="auto", time_budget_min=1.0), 22_000) is None  # the budget decides
 
 
 def test_device_batches_are_scaled_and_labelled():
-    data = tr.DeviceData(tiny_dataset(), torch.device("cpu"), seed=0)
+    data = ts.DeviceData(tiny_dataset(), torch.device("cpu"), seed=0)
     x, y = data.batch(16)
     assert x.shape == (16, 3, 64, 64) and x.dtype == torch.float32
     assert -1.0 <= float(x.min()) and float(x.max()) <= 1.0
@@ -113,9 +117,9 @@ def test_discriminator_learns_to_tell_real_from_a_frozen_generator(tmp_path):
     ds = tiny_dataset()
     rt = setup_runtime("fp32", False, "cpu")
     torch.manual_seed(0)
-    parts = tr.build_parts(cfg, 2, rt, steps_per_epoch=6)
-    data = tr.DeviceData(ds, rt.device, 0)
-    losses = [float(tr.train_step(parts, data, cfg, rt)["loss_d"]) for _ in range(40)]
+    parts = ts.build_parts(cfg, 2, rt, steps_per_epoch=6)
+    data = ts.DeviceData(ds, rt.device, 0)
+    losses = [float(ts.train_step(parts, data, cfg, rt)["loss_d"]) for _ in range(40)]
     assert np.mean(losses[-5:]) < 0.5 * np.mean(losses[:5])
 
 
@@ -216,25 +220,25 @@ def test_train_refuses_an_unwritable_checkpoint_path_before_training(tmp_path, c
 
 
 def test_due_counts_steps_done_and_always_the_last():
-    assert [s for s in range(1, 11) if tr.due(s, 4, 10)] == [4, 8, 10]
-    assert [s for s in range(1, 7) if tr.due(s, 1, 6)] == [1, 2, 3, 4, 5, 6]
-    assert [s for s in range(1, 4) if tr.due(s, 100, 3)] == [3]
+    assert [s for s in range(1, 11) if tb.due(s, 4, 10)] == [4, 8, 10]
+    assert [s for s in range(1, 7) if tb.due(s, 1, 6)] == [1, 2, 3, 4, 5, 6]
+    assert [s for s in range(1, 4) if tb.due(s, 100, 3)] == [3]
 
 
 def test_out_of_time_keeps_room_for_two_steps_two_checkpoints_and_a_due_evaluation():
     # 100 s budget, 10 s used: a 20 s step and a 15 s checkpoint need 10 + 40 + 30 = 80 s: go on
-    assert not tr.out_of_time(10.0, 20.0, 15.0, 0.0, 100.0)
+    assert not tb.out_of_time(10.0, 20.0, 15.0, 0.0, 100.0)
     # the evaluation that the next step starts (25 s) makes it 105 s: stop
-    assert tr.out_of_time(10.0, 20.0, 15.0, 25.0, 100.0)
-    assert not tr.out_of_time(20.0, 20.0, 20.0, 0.0, 100.0)  # exactly 100 s: still fits
-    assert not tr.out_of_time(1e9, 1.0, 1.0, 1.0, float("inf"))  # no budget
+    assert tb.out_of_time(10.0, 20.0, 15.0, 25.0, 100.0)
+    assert not tb.out_of_time(20.0, 20.0, 20.0, 0.0, 100.0)  # exactly 100 s: still fits
+    assert not tb.out_of_time(1e9, 1.0, 1.0, 1.0, float("inf"))  # no budget
 
 
 def test_the_last_resort_still_stops_a_plan_too_long_cleanly_with_a_checkpoint(tmp_path, monkeypatch, one_thread):
     """Should a plan be too long after all (here the speed is measured 10,000 times too fast and the run never
     re-plans), the budget's last-resort stop still ends it in time, with a checkpoint."""
-    measure = tr.measure_costs
-    monkeypatch.setattr(tr, "measure_costs", lambda run: replace(measure(run), share_s=(1e-5,)))
+    measure = tb.measure_costs
+    monkeypatch.setattr(tb, "measure_costs", lambda run: replace(measure(run), share_s=(1e-5,)))
     monkeypatch.setattr(tr, "replan", lambda run, budget_s: None)
     cfg = cfg_for("dcgan", epochs=1000.0, time_budget_min=0.05)  # 3 s of a much longer run
     t0 = time.monotonic()
@@ -300,10 +304,10 @@ def test_resume_restores_every_weight_and_optimizer_state(tmp_path, model):
     ck = load_checkpoint(tmp_path / "ck.pt")
     rt = setup_runtime(cfg.precision, cfg.channels_last, "cpu")
     ds = tiny_dataset()
-    fresh = tr.build_parts(cfg, len(ds.breeds), rt, steps_per_epoch=len(ds) / cfg.batch_size)
+    fresh = ts.build_parts(cfg, len(ds.breeds), rt, steps_per_epoch=len(ds) / cfg.batch_size)
     assert not _same_state(fresh.G.state_dict(), ck["G"])  # else the test could not tell
-    data = tr.DeviceData(ds, rt.device, seed=0)
-    step, _ = tr._resume(tmp_path / "ck.pt", fresh, cfg, [str(b) for b in ds.breeds], data, rt)
+    data = ts.DeviceData(ds, rt.device, seed=0)
+    step, _ = trs.resume_from(tmp_path / "ck.pt", fresh, cfg, [str(b) for b in ds.breeds], data, rt)
     assert step == ck["step"] > 0
     assert _same_state(fresh.G.state_dict(), ck["G"]) and _same_state(fresh.D.state_dict(), ck["D"])
     assert _same_state(fresh.G_ema.state_dict(), ck["G_ema"])
@@ -339,10 +343,10 @@ def test_several_processes_resume_on_new_streams_per_rank_and_step(tmp_path):
     ck, cfg = load_checkpoint(tmp_path / "ck.pt"), cfg_for("dcgan")
     draws = {}
     for rank, step in ((0, 3), (1, 3), (0, 4)):
-        data = tr.DeviceData(tiny_dataset(), torch.device("cpu"), seed=0)
-        tr.restore_rng(ck, data, cfg, SimpleNamespace(world_size=2, rank=rank), step)
+        data = ts.DeviceData(tiny_dataset(), torch.device("cpu"), seed=0)
+        trs.restore_rng(ck, data, cfg, SimpleNamespace(world_size=2, rank=rank), step)
         draws[rank, step] = (data.random_labels(32).tolist(), torch.rand(4).tolist())
-    fresh = tr.DeviceData(tiny_dataset(), torch.device("cpu"), seed=0).random_labels(32).tolist()
+    fresh = ts.DeviceData(tiny_dataset(), torch.device("cpu"), seed=0).random_labels(32).tolist()
     assert len({str(v) for v in draws.values()}) == 3 and all(v[0] != fresh for v in draws.values())
 
 
@@ -431,13 +435,13 @@ def test_torchrun_with_more_processes_than_gpus_is_a_clear_error(monkeypatch):
 def test_train_step_returns_device_tensors_read_once_by_as_floats():
     cfg = cfg_for("dcgan")
     rt = setup_runtime("fp32", False, "cpu")
-    parts = tr.build_parts(cfg, 2, rt, steps_per_epoch=6)
-    out = tr.train_step(parts, tr.DeviceData(tiny_dataset(), rt.device, 0), cfg, rt)
+    parts = ts.build_parts(cfg, 2, rt, steps_per_epoch=6)
+    out = ts.train_step(parts, ts.DeviceData(tiny_dataset(), rt.device, 0), cfg, rt)
     assert set(out) == {"loss_d", "loss_g", "d_real", "d_fake"}
     assert all(isinstance(v, torch.Tensor) and v.ndim == 0 and not v.requires_grad for v in out.values())
-    floats = tr.as_floats(out)
+    floats = ts.as_floats(out)
     assert floats == {k: float(v) for k, v in out.items()} and all(isinstance(v, float) for v in floats.values())
-    assert tr.as_floats({}) == {}
+    assert ts.as_floats({}) == {}
 
 
 @pytest.mark.parametrize("model, loss_name, batches", [
@@ -449,11 +453,11 @@ def test_d_passes_of_a_step(model, loss_name, batches):
     plus reals for relativistic losses (biggan + rals: D's spectral norms computed once for both passes)."""
     cfg = cfg_for(model, loss=loss_name)
     rt = setup_runtime("fp32", False, "cpu")
-    parts = tr.build_parts(cfg, 2, rt, steps_per_epoch=6)
+    parts = ts.build_parts(cfg, 2, rt, steps_per_epoch=6)
     assert parts.d_batch_dependent == (model == "dcgan")
     calls = []
     parts.D.register_forward_hook(lambda module, args, out: calls.append(args[0].shape[0]))
-    out = tr.train_step(parts, tr.DeviceData(tiny_dataset(), rt.device, 0), cfg, rt)
+    out = ts.train_step(parts, ts.DeviceData(tiny_dataset(), rt.device, 0), cfg, rt)
     assert calls == batches
     assert all(torch.isfinite(v) for v in out.values())
 
@@ -466,12 +470,12 @@ def test_batch_norm_d_step_sees_real_and_fake_apart():
     cfg = cfg_for("dcgan")
     rt = setup_runtime("fp32", False, "cpu")
     torch.manual_seed(0)
-    parts = tr.build_parts(cfg, 2, rt, steps_per_epoch=6)
+    parts = ts.build_parts(cfg, 2, rt, steps_per_epoch=6)
     D_before = copy.deepcopy(parts.D)
     seen = []
     parts.D.register_forward_hook(lambda module, args, out: seen.append((args[0].detach().clone(), args[1].clone(),
                                                                          out[0].detach().clone())))
-    tr.train_step(parts, tr.DeviceData(tiny_dataset(), rt.device, 0), cfg, rt)
+    ts.train_step(parts, ts.DeviceData(tiny_dataset(), rt.device, 0), cfg, rt)
     (real, y_real, _), (fake, y_fake, fake_logits) = seen[0], seen[1]
     with torch.no_grad():
         alone, _ = D_before(fake, y_fake)
@@ -483,12 +487,12 @@ def test_batch_norm_d_step_sees_real_and_fake_apart():
 def test_d_steps_sets_the_discriminator_updates_per_generator_update():
     cfg = cfg_for("dcgan", d_steps=3)
     rt = setup_runtime("fp32", False, "cpu")
-    parts = tr.build_parts(cfg, 2, rt, steps_per_epoch=6)
+    parts = ts.build_parts(cfg, 2, rt, steps_per_epoch=6)
     passes, d_updates, g_updates = [], [], []
     parts.D.register_forward_hook(lambda module, args, out: passes.append(args[0].shape[0]))
     parts.opt_d.register_step_post_hook(lambda *a: d_updates.append(1))
     parts.opt_g.register_step_post_hook(lambda *a: g_updates.append(1))
-    tr.train_step(parts, tr.DeviceData(tiny_dataset(), rt.device, 0), cfg, rt)
+    ts.train_step(parts, ts.DeviceData(tiny_dataset(), rt.device, 0), cfg, rt)
     # three D steps, each a pass over 8 real and one over 8 fake images (DCGAN's D has batch norm: apart); then one
     # G step, D judging 8 fakes
     assert passes == [8, 8] * 3 + [8] and len(d_updates) == 3 and len(g_updates) == 1
@@ -497,14 +501,14 @@ def test_d_steps_sets_the_discriminator_updates_per_generator_update():
 def test_diffaugment_sees_every_image_d_judges(monkeypatch):
     cfg = cfg_for("dcgan", augment="color,translation")
     rt = setup_runtime("fp32", False, "cpu")
-    parts = tr.build_parts(cfg, 2, rt, steps_per_epoch=6)
+    parts = ts.build_parts(cfg, 2, rt, steps_per_epoch=6)
     seen = []
-    monkeypatch.setattr(tr, "diff_augment", lambda x, policy: seen.append((x.shape[0], policy)) or x)
-    tr.train_step(parts, tr.DeviceData(tiny_dataset(), rt.device, 0), cfg, rt)
+    monkeypatch.setattr(ts, "diff_augment", lambda x, policy: seen.append((x.shape[0], policy)) or x)
+    ts.train_step(parts, ts.DeviceData(tiny_dataset(), rt.device, 0), cfg, rt)
     # D step (real, then fake: DCGAN's D has batch norm), G step (fake)
     assert seen == [(8, "color,translation")] * 3
     seen.clear()
-    tr.train_step(parts, tr.DeviceData(tiny_dataset(), rt.device, 0), cfg_for("dcgan"), rt)
+    ts.train_step(parts, ts.DeviceData(tiny_dataset(), rt.device, 0), cfg_for("dcgan"), rt)
     assert seen == []  # no policy: no call
 
 
@@ -516,11 +520,11 @@ def test_the_auxiliary_class_loss_enters_both_losses_with_its_weight(monkeypatch
     losses = {}
     for c in (0.0, 2.0):
         torch.manual_seed(0)
-        parts = tr.build_parts(cfg, 2, rt, steps_per_epoch=6)
+        parts = ts.build_parts(cfg, 2, rt, steps_per_epoch=6)
         assert parts.aux
-        monkeypatch.setattr(tr, "class_loss", lambda logits, y, c=c: torch.tensor(c))
+        monkeypatch.setattr(ts, "class_loss", lambda logits, y, c=c: torch.tensor(c))
         torch.manual_seed(1)
-        losses[c] = tr.train_step(parts, tr.DeviceData(tiny_dataset(), rt.device, 0), cfg, rt)
+        losses[c] = ts.train_step(parts, ts.DeviceData(tiny_dataset(), rt.device, 0), cfg, rt)
     assert float(losses[2.0]["loss_d"] - losses[0.0]["loss_d"]) == pytest.approx(1.0, abs=1e-5)
     assert float(losses[2.0]["loss_g"] - losses[0.0]["loss_g"]) == pytest.approx(1.0, abs=1e-5)
 
@@ -529,25 +533,25 @@ def test_cosine_warm_restarts_follow_the_schedule():
     # period = cosine_restart_epochs x steps per epoch = 4 steps; lr = base x (1 + cos(pi t / 4)) / 2
     cfg = cfg_for("dcgan", cosine_restart_epochs=1.0, lr_g=0.002, lr_d=0.001)
     rt = setup_runtime("fp32", False, "cpu")
-    parts = tr.build_parts(cfg, 2, rt, steps_per_epoch=4)
+    parts = ts.build_parts(cfg, 2, rt, steps_per_epoch=4)
     assert parts.lr_period == 4
     seen = []
     for step in range(5):
-        tr.set_lr(parts, cfg, step)  # what train_step does first
+        ts.set_lr(parts, cfg, step)  # what train_step does first
         seen.append((parts.opt_g.param_groups[0]["lr"], parts.opt_d.param_groups[0]["lr"]))
     expected = [0.002, 0.002 * (1 + math.cos(math.pi / 4)) / 2, 0.001, 0.002 * (1 + math.cos(3 * math.pi / 4)) / 2,
                 0.002]  # back to the base rate after one period
     assert [g for g, _ in seen] == pytest.approx(expected)
     assert [d for _, d in seen] == pytest.approx([x / 2 for x in expected])
-    tr.train_step(parts, tr.DeviceData(tiny_dataset(), rt.device, 0), cfg, rt, step=2)
+    ts.train_step(parts, ts.DeviceData(tiny_dataset(), rt.device, 0), cfg, rt, step=2)
     assert parts.opt_g.param_groups[0]["lr"] == pytest.approx(0.001)  # the step's own rate, set by the step
 
 
 def test_real_noise_is_uniform_within_its_amplitude():
     rt = setup_runtime("fp32", False, "cpu")
-    data = tr.DeviceData(tiny_dataset(), rt.device, 0)
-    clean, _ = tr.real_batch(tr.DeviceData(tiny_dataset(), rt.device, 0), cfg_for("dcgan", hflip=False), rt)
-    noisy, _ = tr.real_batch(data, cfg_for("dcgan", hflip=False, real_noise=0.1), rt)
+    data = ts.DeviceData(tiny_dataset(), rt.device, 0)
+    clean, _ = ts.real_batch(ts.DeviceData(tiny_dataset(), rt.device, 0), cfg_for("dcgan", hflip=False), rt)
+    noisy, _ = ts.real_batch(data, cfg_for("dcgan", hflip=False, real_noise=0.1), rt)
     diff = noisy - clean
     assert float(diff.abs().max()) <= 0.1 + 1e-6 and float(diff.abs().max()) > 0.09
     assert abs(float(diff.mean())) < 0.01  # centred
@@ -557,11 +561,11 @@ def test_real_noise_is_uniform_within_its_amplitude():
 def test_unconditional_training_takes_no_labels(model):
     cfg = cfg_for(model, conditional=False)
     rt = setup_runtime("fp32", False, "cpu")
-    parts = tr.build_parts(cfg, 2, rt, steps_per_epoch=6)
+    parts = ts.build_parts(cfg, 2, rt, steps_per_epoch=6)
     assert parts.n_classes == 0
     labels = []
     parts.G.register_forward_pre_hook(lambda module, args: labels.append(args[1]))
-    out = tr.train_step(parts, tr.DeviceData(tiny_dataset(), rt.device, 0), cfg, rt)
+    out = ts.train_step(parts, ts.DeviceData(tiny_dataset(), rt.device, 0), cfg, rt)
     assert labels == [None, None] and all(torch.isfinite(v) for v in out.values())
 
 
@@ -569,7 +573,7 @@ def test_train_step_computes_g_spectral_norms_once_and_uses_fused_adam(monkeypat
     from pipeline.models import layers
     cfg = cfg_for("biggan")
     rt = setup_runtime("fp32", False, "cpu")
-    parts = tr.build_parts(cfg, 2, rt, steps_per_epoch=6)
+    parts = ts.build_parts(cfg, 2, rt, steps_per_epoch=6)
     assert parts.opt_g.defaults["fused"] and parts.opt_d.defaults["fused"]
     g_norms = {id(m) for m in parts.G.modules() if isinstance(m, layers.SpectralNorm)}
     d_norms = {id(m) for m in parts.D.modules() if isinstance(m, layers.SpectralNorm)}
@@ -578,7 +582,7 @@ def test_train_step_computes_g_spectral_norms_once_and_uses_fused_adam(monkeypat
     monkeypatch.setattr(layers, "_power_iteration_all",
                         lambda pairs: calls.extend(id(sn) for sn, _ in pairs) or batched(pairs))
     monkeypatch.setattr(layers.SpectralNorm, "_power_iteration", lambda self, m: single.append(self) or one(self, m))
-    out = tr.train_step(parts, tr.DeviceData(tiny_dataset(), rt.device, 0), cfg, rt)
+    out = ts.train_step(parts, ts.DeviceData(tiny_dataset(), rt.device, 0), cfg, rt)
     # one power iteration per network and step, all of a network's layers at once: G's for its no-grad pass
     # in the D step and its G-step pass; D's in the D step (in the G step D is frozen: its u, v as they are)
     assert sorted(calls) == sorted(g_norms | d_norms) and not single
@@ -593,13 +597,13 @@ def test_compiled_training_step_runs_with_cuda_graph_mode():
     the step reads each pass's outputs before the next pass, as CUDA graph trees require. About 40 s."""
     cfg = cfg_for("dcgan", compile=True, compile_mode="reduce-overhead")
     rt = setup_runtime("fp32", False, "cpu")
-    parts = tr.build_parts(cfg, 2, rt, steps_per_epoch=6)
-    assert parts.G is not tr.unwrap(parts.G)  # the compiled wrapper
-    data = tr.DeviceData(tiny_dataset(), rt.device, 0)
-    before = [p.detach().clone() for p in tr.unwrap(parts.G).parameters()]
-    steps = [tr.as_floats(tr.train_step(parts, data, cfg, rt)) for _ in range(2)]
+    parts = ts.build_parts(cfg, 2, rt, steps_per_epoch=6)
+    assert parts.G is not unwrap(parts.G)  # the compiled wrapper
+    data = ts.DeviceData(tiny_dataset(), rt.device, 0)
+    before = [p.detach().clone() for p in unwrap(parts.G).parameters()]
+    steps = [ts.as_floats(ts.train_step(parts, data, cfg, rt)) for _ in range(2)]
     assert all(math.isfinite(v) for s in steps for v in s.values())
-    assert any(not torch.equal(a, b) for a, b in zip(before, tr.unwrap(parts.G).parameters()))
+    assert any(not torch.equal(a, b) for a, b in zip(before, unwrap(parts.G).parameters()))
 
 
 def test_fp16_loss_scaling_skips_overflowing_steps_with_fused_adam():
@@ -608,16 +612,16 @@ def test_fp16_loss_scaling_skips_overflowing_steps_with_fused_adam():
     from pipeline.runtime import Runtime
     cfg = cfg_for("dcgan")
     rt = Runtime(torch.device("cpu"), torch.float16, False)
-    parts = tr.build_parts(cfg, 2, rt, steps_per_epoch=6)
+    parts = ts.build_parts(cfg, 2, rt, steps_per_epoch=6)
     assert parts.scaler_d.is_enabled() and parts.opt_d.defaults["fused"]
-    data = tr.DeviceData(tiny_dataset(), rt.device, 0)
+    data = ts.DeviceData(tiny_dataset(), rt.device, 0)
     parts.scaler_d = torch.amp.GradScaler("cpu", init_scale=2.0**70)  # fp16 gradients overflow at this scale
     before = [p.detach().clone() for p in parts.D.parameters()]
-    tr.train_step(parts, data, cfg, rt)
+    ts.train_step(parts, data, cfg, rt)
     assert all(torch.equal(a, b) for a, b in zip(before, parts.D.parameters()))  # the step was skipped
     assert parts.scaler_d.get_scale() == 2.0**69
     parts.scaler_d = torch.amp.GradScaler("cpu", init_scale=2.0**10)
-    out = tr.as_floats(tr.train_step(parts, data, cfg, rt))
+    out = ts.as_floats(ts.train_step(parts, data, cfg, rt))
     assert any(not torch.equal(a, b) for a, b in zip(before, parts.D.parameters()))
     assert all(math.isfinite(v) for v in out.values())
 
@@ -632,13 +636,13 @@ def test_compile_room_fits_every_progan_specialisation():
     G, D = build_model("progan", build_config("train", {"model": "progan"}).model_options, 4)
     dcgan = build_model("dcgan", build_config("train", {"model": "dcgan"}).model_options, 0)
     with config.patch(name, 8):  # torch's default; the limit in force before is restored afterwards
-        assert tr.compile_room(G, D) == 12 == getattr(config, name)
+        assert ts.compile_room(G, D) == 12 == getattr(config, name)
     with config.patch(name, 8):  # RaLS: D also judges the reals under no_grad in G's step
-        assert tr.compile_room(G, D, variants=3) == 17
+        assert ts.compile_room(G, D, variants=3) == 17
     with config.patch(name, 64):
-        assert tr.compile_room(G, D) == 64  # a higher limit set by the user stays
+        assert ts.compile_room(G, D) == 64  # a higher limit set by the user stays
     with config.patch(name, 8):
-        assert tr.compile_room(*dcgan) == 8  # 2 variants + room: the default is enough
+        assert ts.compile_room(*dcgan) == 8  # 2 variants + room: the default is enough
 
 
 def test_compiled_progan_training_keeps_every_stage_compiled(monkeypatch):
@@ -658,11 +662,11 @@ def test_compiled_progan_training_keeps_every_stage_compiled(monkeypatch):
     rt = setup_runtime(cfg.precision, cfg.channels_last, "cpu")
     ds = tiny_dataset(16)
     with config.patch(name, getattr(config, name)):  # build_parts raises it; restored after
-        parts = tr.build_parts(cfg, len(ds.breeds), rt, steps_per_epoch=4)
-        data = tr.DeviceData(ds, rt.device, 0)
+        parts = ts.build_parts(cfg, len(ds.breeds), rt, steps_per_epoch=4)
+        data = ts.DeviceData(ds, rt.device, 0)
         for i in range(20):  # 4 steps per stage: fading in, then stable
-            tr.set_progress(parts, i / 20)
-            tr.train_step(parts, data, cfg, rt)
+            ts.set_progress(parts, i / 20)
+            ts.train_step(parts, data, cfg, rt)
     assert counters["stats"]["unique_graphs"] == 5 * (2 + 3)  # per stage: G with and without grad, D three ways
     assert not counters["graph_break"]
     torch._dynamo.reset()
@@ -674,7 +678,7 @@ def test_compiled_progan_training_keeps_every_stage_compiled(monkeypatch):
 def _lrs(monkeypatch) -> list[tuple[int, float]]:
     """(step, G's learning rate) of every training step the run takes, recorded as train_step sets it (the steps
     that measure the speed before the run come first, all at the run's first step)."""
-    seen, step_ = [], tr.train_step
+    seen, step_ = [], ts.train_step
 
     def recorded(p, data, cfg, rt, step=0):
         out = step_(p, data, cfg, rt, step)
@@ -763,9 +767,9 @@ def test_a_budget_too_small_is_an_error_before_any_checkpoint(tmp_path, capsys, 
                           "a single step:")
     assert "a step takes" in err and not (tmp_path / "ck.pt").exists()
     # ProGAN needs a step per stage, 5: at 1 s a step (as if measured) 3 s hold fewer
-    measure = tr.measure_costs
-    monkeypatch.setattr(tr, "measure_costs", lambda run: replace(measure(run), share_s=(1.0,) * 5))
-    with pytest.raises(tr.TimeBudgetError, match=r"too small for 5 steps, one per stage that progan grows through: "
+    measure = tb.measure_costs
+    monkeypatch.setattr(tb, "measure_costs", lambda run: replace(measure(run), share_s=(1.0,) * 5))
+    with pytest.raises(tb.TimeBudgetError, match=r"too small for 5 steps, one per stage that progan grows through: "
                                                  r".* a step takes 1 s as measured"):
         run_train(tmp_path, cfg_for("progan", epochs=100.0, time_budget_min=0.05))
     assert not (tmp_path / "ck.pt").exists()
@@ -774,21 +778,21 @@ def test_a_budget_too_small_is_an_error_before_any_checkpoint(tmp_path, capsys, 
 def test_a_resumed_budgeted_run_continues_its_plan(tmp_path, one_thread, monkeypatch, capsys):
     """Killed after its first checkpoint, a run fitted to its budget resumes with the plan it had (kept in the
     checkpoint), not with the 60,000 steps its epochs ask for, and ends it grown."""
-    checkpoint = tr.Run.checkpoint
+    checkpoint = trun.Run.checkpoint
 
     def killed(run):
         checkpoint(run)
         if run.step < run.steps:
             raise KeyboardInterrupt("killed")
 
-    monkeypatch.setattr(tr.Run, "checkpoint", killed)
+    monkeypatch.setattr(trun.Run, "checkpoint", killed)
     cfg = cfg_for("progan", epochs=10_000.0, time_budget_min=0.05, checkpoint_every=3)
     with pytest.raises(KeyboardInterrupt):
         run_train(tmp_path, cfg)
     ck = load_checkpoint(tmp_path / "ck.pt")
     planned = ck["total_steps"]
     assert ck["step"] == 3 and ck["extra"]["plan"]["fitted"] and 5 <= planned < 60_000
-    monkeypatch.setattr(tr.Run, "checkpoint", checkpoint)
+    monkeypatch.setattr(trun.Run, "checkpoint", checkpoint)
     capsys.readouterr()
     summary = run_train(tmp_path, replace(cfg, time_budget_min=0.2), resume=True)  # more time: the same plan
     assert f"resuming from {tmp_path / 'ck.pt'} at step 3 of {planned}" in capsys.readouterr().out
@@ -800,7 +804,7 @@ def test_a_resumed_budgeted_run_continues_its_plan(tmp_path, one_thread, monkeyp
 def test_a_run_slower_than_measured_shrinks_its_plan_and_never_goes_back(tmp_path, one_thread, monkeypatch, capsys):
     """Steps that take twice what was measured (a slower machine from the first step on): the run re-plans, only
     ever to fewer steps, so ProGAN's progress only moves on, and it still ends grown and in time."""
-    plan_to_budget, step_ = tr.plan_to_budget, tr.train_step
+    plan_to_budget, step_ = tb.plan_to_budget, ts.train_step
     planned, fractions = [], []
 
     def measured(run, budget_s):
@@ -811,7 +815,7 @@ def test_a_run_slower_than_measured_shrinks_its_plan_and_never_goes_back(tmp_pat
         t0 = time.monotonic()
         out = step_(p, data, cfg, rt, step)
         if planned:  # the run's steps, not those that measure the speed
-            fractions.append(float(tr.unwrap(p.G).stage) + float(tr.unwrap(p.G).alpha))
+            fractions.append(float(unwrap(p.G).stage) + float(unwrap(p.G).alpha))
             time.sleep(time.monotonic() - t0)
         return out
 
@@ -911,8 +915,8 @@ def test_the_speed_is_measured_in_every_progan_stage():
     over the first half of training (one share per stage timed its 32x32 steps at 16x16 and shrank the plan)."""
     from pipeline.models.progan import RESOLUTIONS, schedule
 
-    assert tr.probe_shares(1) == 1
-    n = tr.probe_shares(len(RESOLUTIONS))
+    assert tb.probe_shares(1) == 1
+    n = tb.probe_shares(len(RESOLUTIONS))
     assert n == 10
     assert {schedule((i + 0.5) / n, len(RESOLUTIONS))[0] for i in range(n)} == set(range(len(RESOLUTIONS)))
     assert len({schedule((i + 0.5) / len(RESOLUTIONS), len(RESOLUTIONS))[0] for i in range(len(RESOLUTIONS))}) < 5

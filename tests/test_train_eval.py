@@ -6,14 +6,15 @@ import pytest
 import torch
 
 from pipeline import train as tr
+from pipeline.training import monitor as tm
 from pipeline.checkpoint import load_checkpoint, models_from
 from pipeline.config import ConfigError, build_config
 from tests.test_train import TINY, cfg_for, run_train, tiny_dataset
 
 
-def settings(tmp_path) -> tr.EvalSettings:
+def settings(tmp_path) -> tm.EvalSettings:
     # the training set as the reference: score.reference crops (the photo reference is tested below)
-    return tr.EvalSettings(build_config("score", {"network": "standin", "reference": "crops"}), tmp_path / "cache",
+    return tm.EvalSettings(build_config("score", {"network": "standin", "reference": "crops"}), tmp_path / "cache",
                            tmp_path / "best.pt")
 
 
@@ -45,7 +46,7 @@ def test_evaluations_are_logged_and_best_pt_holds_the_lowest_mifid(tmp_path, dvc
     network = load_network("standin")
     stats, reused = reference_statistics(ds.images, network, tmp_path / "cache", "crops", progress=False)
     assert reused  # training cached the reference statistics where the score stage looks for them
-    ev = tr.Evaluator(network, stats, build_config("score", {"network": "standin", "reference": "crops"}), 64, TINY["dcgan"]["z_dim"],
+    ev = tm.Evaluator(network, stats, build_config("score", {"network": "standin", "reference": "crops"}), 64, TINY["dcgan"]["z_dim"],
                       [24, 24], seed=cfg.seed + 7919)
     assert ev.run(models_from(ck)[2], best_step, torch.device("cpu"))["mifid"] == pytest.approx(best, rel=1e-6)
 
