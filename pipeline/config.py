@@ -193,7 +193,7 @@ class GenerateConfig:
     use_ema: bool = True  # sample the EMA generator
     batch_size: int = field(default=100, metadata=_range(1, 100_000))  # 500: 2.6x the memory, 17% slower on CPU
     seed: int = field(default=0, metadata=SEED)
-    # bf16: G runs under bf16 autocast, 2.2x faster on CPUs with AMX (pixels within 1-3 levels of fp32's)
+    # bf16: G runs under bf16 autocast, much faster on CPUs with AMX, pixels within a few levels of fp32's (BENCHMARKS.md)
     precision: Literal["fp32", "bf16"] = "fp32"
 
     def __post_init__(self) -> None:
@@ -220,8 +220,8 @@ class ScoreConfig:
     inception_weights: str = ""  # path of pt_inception-2015-12-05-6726825d.pth; "" = $FID_WEIGHTS or the hub cache
     expected_images: int = field(default=10_000, metadata=_range(1, None))  # images the zip must hold (Kaggle: 10,000)
     chunk: int = field(default=1024, metadata=_range(1, None))  # generated rows per block of the distance computation
-    # how Tr sqrtm(sigma_gen sigma_ref) is taken (pipeline.metrics.mifid.FRECHET_METHODS): eigh, from eigenvalues
-    # in about a second, equals sqrtm, Kaggle's literal algorithm (10-30 s at 2048-d), to 5e-10 relative or better
+    # how Tr sqrtm(sigma_gen sigma_ref) is taken (pipeline.metrics.mifid.FRECHET_METHODS): eigh, from eigenvalues,
+    # equals sqrtm, Kaggle's literal algorithm, far below any leaderboard difference, and is much faster (BENCHMARKS.md)
     frechet: Literal["sqrtm", "eigh"] = "eigh"
 
 

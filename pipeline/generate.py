@@ -54,8 +54,8 @@ def generate_images(G: torch.nn.Module, n: int, z_dim: int, weights: np.ndarray 
     """Yield uint8 [B, 64, 64, 3] batches, ``n`` images in all, from ``G`` (in eval mode).
 
     The latents and labels are drawn on the CPU from ``seed``, so they do not depend on the device.
-    ``precision`` bf16 runs G under bf16 autocast: on a CPU with AMX (Sapphire Rapids and newer) 2.2x faster
-    for the 1st-place BigGAN, pixels within a few levels of fp32's (BENCHMARKS.md); fp32 elsewhere.
+    ``precision`` bf16 runs G under bf16 autocast: much faster on a CPU with AMX (Sapphire Rapids and newer),
+    pixels within a few levels of fp32's (BENCHMARKS.md); fp32 elsewhere.
     ``phases``: where the time goes (None: not recorded); the consumer's time between batches is not counted.
     """
     with record(phases, "latents and labels"):

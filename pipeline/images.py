@@ -22,8 +22,8 @@ def codec_threads() -> ThreadPoolExecutor:
     """A thread pool for encoding or decoding many small PNGs (use it in a ``with`` block).
 
     zlib and PIL's codecs release the GIL, so threads run them in parallel; the Python around each image holds
-    it, so more threads contend for it. Encoding 10,000 PNGs took 1.86 s on 4 threads and 2.94 s on 8 on a
-    16-core GPU host, 1.05 s and 1.14 s on the 2-core machine (BENCHMARKS.md): 4 on any machine.
+    it, so more threads contend for it: 4 threads were the fastest on the 2-core machine and on a 16-core GPU
+    host alike (BENCHMARKS.md), so 4 on any machine.
     """
     return ThreadPoolExecutor(max_workers=CODEC_THREADS)
 

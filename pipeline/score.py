@@ -16,7 +16,7 @@
    reference kind, and recomputed only when one of them changes.
 4. MiFID with ``score.eps`` (0.1 as on the public board; 0.25 as on the private one) goes to the metrics
    JSON, with the FID's trace taken by ``score.frechet`` (eigh: from eigenvalues, fast; sqrtm: Kaggle's
-   literal algorithm; the same number to 5e-10); a memorizer (d < eps) gets a loud warning; a row goes to
+   literal algorithm; the same number, see BENCHMARKS.md); a memorizer (d < eps) gets a loud warning; a row goes to
    the leaderboard in ``--leaderboard-dir``. ``--verbose`` ends with the wall time of each step.
 
 Exit status 0 on success, 2 with ``error: <problem>`` for an invalid zip, a missing file or missing weights.

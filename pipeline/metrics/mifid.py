@@ -16,9 +16,9 @@ network outside this module (Inception pool_3, 2048-d, on the public board).
 
 The trace of ``sqrtm(sigma1 sigma2)`` is taken one of two ways (``FRECHET_METHODS``): ``eigh`` (the default),
 from the eigenvalues of ``R sigma1 R``, ``R`` the symmetric square root of the reference covariance, which is
-cached with the reference (under a second per score; see :func:`frechet_distance_eigh`), or ``sqrtm``, Kaggle's
-literal computation (scipy's general matrix square root: 10 to 30 s at 2048-d on one core). The two agree to
-5e-10 relative or better (BENCHMARKS.md), far below any leaderboard difference.
+cached with the reference (see :func:`frechet_distance_eigh`), or ``sqrtm``, Kaggle's literal computation
+(scipy's general matrix square root, on one core whatever the machine, and many times slower). The two agree
+far below any leaderboard difference (BENCHMARKS.md has the agreement and the times).
 """
 
 from __future__ import annotations

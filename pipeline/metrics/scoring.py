@@ -143,7 +143,7 @@ def reference_statistics(
 
     Reused from ``cache_dir``/<network>_<kind>.npz when its key matches; computed and written (atomically,
     replacing a stale file) otherwise. ``phases``: where the steps' wall times go (None: not recorded).
-    The square root of the covariance (for score.frechet: eigh; about a second at 2048-d) is always computed
+    The square root of the covariance (for score.frechet: eigh) is always computed
     with the rest, so a cache serves either method.
     """
     with record(phases, "reference: cache key (hash)"):

@@ -395,7 +395,7 @@ def upsample_nearest(x: torch.Tensor, factor: int = 2) -> torch.Tensor:
     """Nearest-neighbour upsampling by an integer ``factor``: [N, C, H, W] -> [N, C, factor*H, factor*W].
 
     The same values as ``F.interpolate(x, scale_factor=factor, mode="nearest")``. On the CPU it is
-    done as a broadcast and a reshape, about 8x faster than PyTorch's kernel there (which made the
+    done as a broadcast and a reshape, much faster than PyTorch's kernel there (BENCHMARKS.md; the kernel made the
     upsampling cost more than the convolutions when generating on a CPU); on a GPU the kernel is used,
     as it keeps channels_last.
     """

@@ -63,7 +63,7 @@ def resume_from(path: Path, p: Parts, cfg: TrainConfig, breeds: list[str], data:
     # a step is one global batch (batch_size per process x processes): another global batch makes the saved
     # step count mean another number of images, so the run would see more or less data than its epochs say
     old_batch = ck["train_config"].get("batch_size")
-    old_world = ck["extra"].get("world_size")  # None: a checkpoint from before it was kept
+    old_world = ck["extra"].get("world_size")  # None: not recorded (a checkpoint written outside a training run)
     if rt.is_main and (old_batch not in (None, cfg.batch_size) or old_world not in (None, rt.world_size)):
         def global_batch(batch, world) -> str:
             return f"batch {batch if batch is not None else '?'} x {world or '?'} process{'' if world == 1 else 'es'}"

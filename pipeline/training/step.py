@@ -92,7 +92,7 @@ CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")  # torch.compile modes th
 
 
 def adam(params, lr: float, betas: tuple[float, float]) -> torch.optim.Adam:
-    """Adam, fused (one kernel per parameter group on a GPU, and 3x faster on a CPU) where torch has it.
+    """Adam, fused (one kernel per parameter group on a GPU, and faster on a CPU too) where torch has it.
 
     The same update as the default implementation up to rounding; on a GPU the default (foreach) launches
     a dozen kernels per group, which a launch-bound step pays for (bench/count_ops.py).
