@@ -1,4 +1,4 @@
-"""README's "Extending" examples, run as written there: a model and a loss registered from the README's own
+"""docs/extending.md's examples, run as written there: a model and a loss registered from the page's own
 code are checked by the config, train, checkpoint and generate like the built-in ones."""
 
 import math
@@ -21,22 +21,22 @@ from tests.test_train import cfg_for, tiny_dataset
 
 
 def readme_block(first_line: str) -> str:
-    """The README's python code block that starts with ``first_line``."""
-    blocks = re.findall(r"```python\n(.*?)```", (REPO / "README.md").read_text(encoding="utf-8"), re.S)
+    """docs/extending.md's python code block that starts with ``first_line``."""
+    blocks = re.findall(r"```python\n(.*?)```", (REPO / "docs" / "extending.md").read_text(encoding="utf-8"), re.S)
     found = [b for b in blocks if b.startswith(first_line + "\n")]
-    assert len(found) == 1, f"README.md should have one python block starting with {first_line!r}"
+    assert len(found) == 1, f"docs/extending.md should have one python block starting with {first_line!r}"
     return found[0]
 
 
 @pytest.fixture
 def tiny_model(monkeypatch):
-    """README's ``pipeline/models/tiny.py``, imported as that module for this test only."""
+    """docs/extending.md's ``pipeline/models/tiny.py``, imported as that module for this test only."""
     if "tiny" in REGISTRY:
-        pytest.skip("a model named 'tiny' is registered already (README's example, added to pipeline/models?)")
+        pytest.skip("a model named 'tiny' is registered already (docs/extending.md's example, added to pipeline/models?)")
     module = types.ModuleType("pipeline.models.tiny")
     monkeypatch.setitem(sys.modules, module.__name__, module)
     before = dict(REGISTRY)
-    exec(compile(readme_block("# pipeline/models/tiny.py"), "README.md (tiny.py)", "exec"), module.__dict__)
+    exec(compile(readme_block("# pipeline/models/tiny.py"), "docs/extending.md (tiny.py)", "exec"), module.__dict__)
     yield module
     REGISTRY.clear()
     REGISTRY.update(before)
@@ -72,9 +72,9 @@ def test_the_readme_models_options_are_checked(tiny_model):
 
 def test_the_readme_loss_by_hand_and_in_training(monkeypatch, tmp_path):
     namespace = dict(vars(losses))  # the block is written to sit in pipeline/losses.py
-    exec(compile(readme_block("# in pipeline/losses.py, beside the others"), "README.md (losses)", "exec"), namespace)
+    exec(compile(readme_block("# in pipeline/losses.py, beside the others"), "docs/extending.md (losses)", "exec"), namespace)
     real, fake = torch.tensor([1.0, 0.0]), torch.tensor([0.0, 2.0])
-    # the README's hand-computed answers: 0.5 x mean(0, 1) + 0.5 x mean(0, 4) and 0.5 x mean(1, 1)
+    # the page's hand-computed answers: 0.5 x mean(0, 1) + 0.5 x mean(0, 4) and 0.5 x mean(1, 1)
     assert namespace["lsgan_d"](real, fake).item() == pytest.approx(1.25)
     assert namespace["lsgan_g"](real, fake).item() == pytest.approx(0.5)
     monkeypatch.setitem(losses.LOSSES, "lsgan", losses.GanLoss("lsgan", namespace["lsgan_d"], namespace["lsgan_g"]))

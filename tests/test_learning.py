@@ -92,7 +92,7 @@ def learn(model: str, tmp_path) -> tuple[float, float]:
 
 
 def test_every_registered_model_has_a_learning_run():
-    assert set(REGISTRY) - {"tiny"} <= set(RUNS)  # "tiny": README's example model, registered by test_extending
+    assert set(REGISTRY) - {"tiny"} <= set(RUNS)  # "tiny": docs/extending.md's example model, registered by test_extending
 
 
 @pytest.mark.slow

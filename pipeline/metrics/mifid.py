@@ -80,7 +80,7 @@ def frechet_distance(
     mu: [D]; sigma: [D, D]. If the square root of the product is not finite, ``eps`` is added to both
     diagonals and it is taken again, as Kaggle's scorer did. Kaggle's scipy (2019) failed that way on
     singular products; scipy 1.17 returns a finite root for them, so here the offset practically never
-    applies (README, "How close to Kaggle's scorer"). Rounding leaves a tiny imaginary part,
+    applies (docs/scoring.md). Rounding leaves a tiny imaginary part,
     which is dropped; an imaginary diagonal entry larger than 1e-3 means the inputs are not valid
     covariances (or are badly conditioned) and raises ``ValueError``.
     """
