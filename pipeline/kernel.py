@@ -1,6 +1,6 @@
 """Stage ``kernel``: the experiment in params.yaml -> a self-contained Kaggle kernel, and its push.
 
-    python -m pipeline.kernel build              # kernels/<slug>/kernel.py + kernel-metadata.json
+    python -m pipeline.kernel build              # kernels/build/<slug>/kernel.py + kernel-metadata.json
     python -m pipeline.kernel push [--dry-run]   # build, check, then push with the Kaggle API
 
 The kernel is one file that needs nothing but Kaggle's own image: it carries this project's
@@ -39,7 +39,7 @@ from pipeline.plan import AUTO
 
 PACKAGE_DIR = Path(__file__).resolve().parent  # the package that gets bundled
 PACKAGE = "pipeline"
-DEFAULT_OUT_DIR = Path("kernels")
+DEFAULT_OUT_DIR = Path("kernels") / "build"  # kernels/README.md, in git, stays beside it
 METADATA_FILE = "kernel-metadata.json"
 CODE_FILES = {"script": "kernel.py", "notebook": "kernel.ipynb"}
 PLACEHOLDER_USER = "YOUR-KAGGLE-USERNAME"  # the id's owner when no user name is known at build time
@@ -262,7 +262,7 @@ def check_metadata(meta: dict, folder: Path, need_owner: bool = False) -> list[s
 
 @dataclass(frozen=True)
 class BuiltKernel:
-    folder: Path  # kernels/<slug>/
+    folder: Path  # kernels/build/<slug>/
     code_file: Path
     metadata: dict
     params: dict
@@ -477,11 +477,11 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m pipeline.kernel",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="examples:\n"
-        "  python -m pipeline.kernel build                          # kernels/<slug>/ from params.yaml\n"
+        "  python -m pipeline.kernel build                          # kernels/build/<slug>/ from params.yaml\n"
         "  python -m pipeline.kernel build --set train.epochs=130   # the same with one change\n"
         "  python -m pipeline.kernel push --dry-run                 # build and check, send nothing\n"
         "  python -m pipeline.kernel push                           # build, push, print the URL\n"
-        f"  {ROOT_ENV}=/tmp/fake-kaggle python kernels/<slug>/kernel.py  # run it here against a fake /kaggle",
+        f"  {ROOT_ENV}=/tmp/fake-kaggle python kernels/build/<slug>/kernel.py  # run it here against a fake /kaggle",
         description="Build the Kaggle kernel of the current experiment (params.yaml) and push it. The kernel is "
         "one self-contained file carrying this project's pipeline package and the experiment's params; on Kaggle "
         "it trains and writes /kaggle/working/images.zip.",

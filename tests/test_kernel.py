@@ -382,7 +382,7 @@ def test_push_prints_the_url_and_how_to_watch(params_file, fake_api, capsys):
     assert api.pushed[0]["id"] == kid  # the user of the credentials fills the id
     assert f"pushed version 4 of {kid}: https://www.kaggle.com/code/{kid}" in out
     assert f"kaggle kernels status {kid}" in out and f"kaggle kernels output {kid}" in out
-    meta = json.loads((params_file.parent / "kernels" / "tiny-dogs-kernel-for-tests" / kn.METADATA_FILE).read_text())
+    meta = json.loads((params_file.parent / "kernels" / "build" / "tiny-dogs-kernel-for-tests" / kn.METADATA_FILE).read_text())
     assert meta["id"] == kid
 
 
@@ -391,15 +391,15 @@ def test_push_dry_run_sends_nothing(params_file, monkeypatch, capsys):
     assert run_main("push", "--dry-run", "--params", str(params_file), "--set", "kernel.username=me") == 0
     out = capsys.readouterr().out
     assert "dry run" in out and "nothing was sent" in out
-    assert (params_file.parent / "kernels" / "tiny-dogs-kernel-for-tests" / "kernel.py").is_file()
+    assert (params_file.parent / "kernels" / "build" / "tiny-dogs-kernel-for-tests" / "kernel.py").is_file()
 
 
 def test_push_failures_leave_the_kernel_for_a_manual_upload(params_file, fake_api, capsys):
-    folder = params_file.parent / "kernels" / "tiny-dogs-kernel-for-tests"
+    folder = params_file.parent / "kernels" / "build" / "tiny-dogs-kernel-for-tests"
     fake_api(exc=requests.exceptions.ConnectionError("no route"))
     assert run_main("push", "--params", str(params_file)) == 2
     err = capsys.readouterr().err
-    assert "no internet access" in err and f"kaggle kernels push -p {Path('kernels') / folder.name}" in err
+    assert "no internet access" in err and f"kaggle kernels push -p {Path('kernels') / 'build' / folder.name}" in err
     assert "Traceback" not in err and (folder / "kernel.py").is_file()
     fake_api(user=None)
     assert run_main("push", "--params", str(params_file)) == 2
@@ -412,7 +412,7 @@ def test_push_without_credentials_says_what_to_do(no_credentials, params_file, c
     assert "no Kaggle credentials found, so the kernel cannot be pushed" in captured.err
     assert "kaggle.json" in captured.err and "kaggle kernels push -p" in captured.err
     assert "Traceback" not in captured.err
-    folder = params_file.parent / "kernels" / "tiny-dogs-kernel-for-tests"
+    folder = params_file.parent / "kernels" / "build" / "tiny-dogs-kernel-for-tests"
     assert (folder / "kernel.py").is_file() and (folder / kn.METADATA_FILE).is_file()
 
 
@@ -443,7 +443,7 @@ def test_push_without_network_with_kaggles_own_client(no_credentials, params_fil
     assert run_main("push", "--params", str(params_file)) == 2
     err = capsys.readouterr().err
     assert "could not reach kaggle.com" in err and "kaggle kernels push -p" in err and "Traceback" not in err
-    meta = json.loads((params_file.parent / "kernels" / "tiny-dogs-kernel-for-tests" / kn.METADATA_FILE).read_text())
+    meta = json.loads((params_file.parent / "kernels" / "build" / "tiny-dogs-kernel-for-tests" / kn.METADATA_FILE).read_text())
     assert meta["id"] == "dogfan/tiny-dogs-kernel-for-tests"  # the user of the credentials, ready for a manual push
 
 
