@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.files import atomic_path, write_bytes, write_text
+from pipeline.reference_set import comparable_to_kaggle as comparable
 
 PUBLIC_NONMEM_CSV = Path(__file__).resolve().parent / "assets" / "kaggle2019_public_nonmem.csv"
 COLUMNS = (
@@ -117,11 +118,6 @@ def describe_checkpoint(payload: dict[str, Any]) -> tuple[str, str]:
 
 def _num(x: float) -> str:
     return repr(float(x))
-
-
-def comparable(network: str, reference: str) -> bool:
-    """Only Kaggle's network against Kaggle's reference gives a number to set beside the 2019 public board."""
-    return network == "inception" and reference == "photos"
 
 
 def rank_or_why_not(mifid: float, network: str, reference: str) -> str:

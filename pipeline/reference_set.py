@@ -34,6 +34,12 @@ REFERENCE_KINDS = ("photos", "crops")
 UNKNOWN_BREED = "unknown"  # the breed of a photo whose file name has no "<wnid>_" prefix
 
 
+def comparable_to_kaggle(network: str, reference: str) -> bool:
+    """Whether a score can be set beside Kaggle's 2019 public board: only Kaggle's network (``inception``)
+    against Kaggle's reference (``photos``)."""
+    return network == "inception" and reference == "photos"
+
+
 class ReferenceError(ValueError):
     """No usable reference: a missing folder or file, no photos, or none that decodes."""
 

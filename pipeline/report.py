@@ -41,7 +41,7 @@ from pipeline.metrics.mifid import (EPS_PRIVATE, EPS_PUBLIC, feature_statistics,
                                    memorization_neighbours_to, mifid_result)
 from pipeline.metrics.scoring import ReferenceStats, not_comparable_note, reference_statistics, submission_features
 from pipeline.models import to_pixels
-from pipeline.reference_set import load_reference
+from pipeline.reference_set import comparable_to_kaggle, load_reference
 from pipeline.runtime import pick_device
 from pipeline.validate import read_zip_images
 
@@ -89,7 +89,7 @@ def analyse(features: np.ndarray, stats: ReferenceStats, network: FeatureNetwork
         "frechet": method,
         "reference": stats.kind,
         "reference_images": stats.n_images,
-        "comparable_to_kaggle": network.comparable_to_kaggle and stats.kind == "photos",
+        "comparable_to_kaggle": comparable_to_kaggle(network.name, stats.kind),
         "n_images": len(features),
         "below_public": int(np.sum(distances < EPS_PUBLIC)),
         "below_private": int(np.sum(distances < EPS_PRIVATE)),

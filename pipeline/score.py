@@ -105,9 +105,10 @@ def score_submission(
         ref_images = load_reference(cfg.reference, photos, crops).images
     stats, reused = reference_statistics(ref_images, network, cache_dir, cfg.reference, cfg.batch_size, device,
                                          progress, phases)
-    features, _ = submission_features(images, network, cache_dir, cfg.batch_size, device, progress, phases)
+    sha256 = pixels_sha256(images)  # hashed once: the features cache's key and the leaderboard's identity
+    features, _ = submission_features(images, network, cache_dir, cfg.batch_size, device, progress, phases, sha256)
     metrics = score_images(images, stats, network, cfg, device, progress, features=features, phases=phases)
-    metrics["submission_sha256"] = pixels_sha256(images)  # the same images scored twice are one leaderboard row
+    metrics["submission_sha256"] = sha256  # the same images scored twice are one leaderboard row
     metrics["seconds"] = round(time.perf_counter() - t0, 2)
     return metrics, reused
 

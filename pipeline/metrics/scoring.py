@@ -24,6 +24,7 @@ from pipeline.files import atomic_path
 from pipeline.metrics.features import FeatureNetwork, extract_features
 from pipeline.metrics.mifid import CovarianceRoot, covariance_root, mifid_from_reference, nonzero_rows, prepare_reference
 from pipeline.phases import Phases, record
+from pipeline.reference_set import comparable_to_kaggle
 
 NOT_COMPARABLE_NOTE = ("stand-in network: these numbers are NOT comparable to Kaggle's leaderboard (nor to "
                        "Inception scores); set score.network: inception for those")
@@ -71,11 +72,11 @@ def pixels_sha256(images: np.ndarray) -> str:
     return h.hexdigest()
 
 
-def reference_key(images: np.ndarray, network: FeatureNetwork, kind: str = "") -> str:
+def reference_key(images: np.ndarray, network: FeatureNetwork, kind: str = "", sha256: str | None = None) -> str:
     """A string that changes whenever the images, the network's weights or input path, or the reference kind
-    change (kind "" for a submission's features)."""
+    change (kind "" for a submission's features). ``sha256``: :func:`pixels_sha256` of ``images`` if known."""
     return json.dumps({
-        "data_sha256": pixels_sha256(images),
+        "data_sha256": sha256 or pixels_sha256(images),
         "shape": list(images.shape),
         "network": network.name,
         "weights": network.fingerprint,
@@ -173,6 +174,7 @@ def submission_features(
     device="cpu",
     progress: bool = True,
     phases: Phases | None = None,
+    sha256: str | None = None,
 ) -> tuple[np.ndarray, bool]:
     """(features float32 [N, D] of a submission's ``images`` uint8 [N, H, W, 3], whether they came from the cache).
 
@@ -181,7 +183,7 @@ def submission_features(
     them: with Inception on a CPU that saves the 10,000 images' features, about 9 minutes.
     """
     with record(phases, "submission: cache key (hash)"):
-        key = reference_key(images, network)
+        key = reference_key(images, network, sha256=sha256)
     path = Path(cache_dir) / f"{network.name}_submission.npz"
     with record(phases, "submission: cache read"):
         cached = load_keyed(path, key)
@@ -221,7 +223,7 @@ def score_images(
         "reference": stats.kind,  # photos: Kaggle's reference; crops: the prepared training crops
         "reference_images": stats.n_images,
         # only Kaggle's network against Kaggle's reference gives a number to set beside the 2019 board
-        "comparable_to_kaggle": network.comparable_to_kaggle and stats.kind == "photos",
+        "comparable_to_kaggle": comparable_to_kaggle(network.name, stats.kind),
         "n_images": len(images),
         "fid": result["fid"],
         "frechet": result["frechet"],  # the method that gave the FID: sqrtm (Kaggle's), eigh, or eigh's fallback
