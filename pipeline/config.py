@@ -55,8 +55,8 @@ class DataConfig:
 class PrepareConfig:
     """Section ``prepare``: how bounding boxes become training images.
 
-    Defaults follow the 1st-place solution: every box, boxes with extreme aspect ratio dropped
-    (height/width below 0.2 or above 4, i.e. width/height outside 0.25..5), each box resized to
+    Defaults (the demo's, params.yaml's) follow the 1st-place solution: every box, boxes with extreme aspect
+    ratio dropped (height/width below 0.2 or above 4, i.e. width/height outside 0.25..5), each box resized to
     64x64 as it is (stretch), no margin.
     """
 
@@ -79,14 +79,15 @@ class PrepareConfig:
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """Section ``train``: the model, its loss and its optimisation. Defaults follow the 1st-place recipe
-    (BigGAN, z 120, BCE with label smoothing, Adam 3e-4 / 3e-4 with betas (0, 0.999), batch 32, 130 epochs).
+    """Section ``train``: the model, its loss and its optimisation. The defaults are params.yaml's, the demo's: a
+    small conditional DCGAN that learns the demo's dogs in minutes on a CPU. The winners' settings are recipes
+    (``recipes/*.yaml``, README "Recipes"), e.g. ``recipes/first-place.yaml``.
 
     The chosen model's own options come from ``train.<model>`` (e.g. ``train.biggan.g_width``) and end
     up, validated, in ``model_options``.
     """
 
-    model: str = "biggan"  # a name in pipeline.models.REGISTRY
+    model: str = "dcgan"  # a name in pipeline.models.REGISTRY
     conditional: bool = True  # condition G and D on the breed
     loss: str = "bce"  # a name in pipeline.losses.LOSSES: bce, hinge, rals
     label_smoothing: float = field(default=0.1, metadata=_range(0.0, 0.5))  # bce only: real target 1 - this
@@ -95,7 +96,7 @@ class TrainConfig:
     # passes over the data set, counted in G updates (epochs x images / batch_size of them); with d_steps > 1,
     # D reads d_steps times as many real images. "auto": as many as fit time_budget_min (which it needs); with a
     # budget, a number of epochs that would not fit is cut to the steps that do (pipeline.plan)
-    epochs: float | Literal["auto"] = field(default=130.0, metadata=_range(0.0, None))
+    epochs: float | Literal["auto"] = field(default=40.0, metadata=_range(0.0, None))
     lr_g: float = field(default=3e-4, metadata=_range(0.0, 1.0))
     lr_d: float = field(default=3e-4, metadata=_range(0.0, 1.0))
     beta1: float = field(default=0.0, metadata=_range(0.0, 0.9999))
@@ -103,6 +104,9 @@ class TrainConfig:
     d_steps: int = field(default=1, metadata=_range(1, 10))  # D updates per G update
     cosine_restart_epochs: float = field(default=0.0, metadata=_range(0.0, None))  # as epochs counts them; 0: constant lr
     ema_decay: float = field(default=0.999, metadata=_range(0.0, 0.99999))  # 0: no EMA (G_ema = G)
+    # LeCam regularisation (Tseng et al. 2021): this times the anchored penalty on D's logits (losses.lecam_penalty)
+    # added to D's loss; 0: off. The paper's value with BigGAN: 0.3
+    lecam_weight: float = field(default=0.0, metadata=_range(0.0, None))
     augment: str = ""  # DiffAugment policy, e.g. "color,translation,cutout"; "" = none
     hflip: bool = True  # random horizontal flips of the real images
     # uniform noise in [-real_noise, real_noise] added to real images on the [-1, 1] scale (one level: 2/255)
@@ -116,9 +120,9 @@ class TrainConfig:
     # 0: none. Otherwise training measures its speed first and plans the steps that fit (growth, cosine cycles and
     # all, laid over them) when the epochs would not; a last-resort stop still ends it cleanly in time
     time_budget_min: float = field(default=0.0, metadata=_range(0.0, None))
-    checkpoint_every: int = field(default=1000, metadata=_range(1, None))  # steps
-    sample_every: int = field(default=500, metadata=_range(1, None))  # steps between sample grids
-    log_every: int = field(default=20, metadata=_range(1, None))  # steps between logged losses
+    checkpoint_every: int = field(default=200, metadata=_range(1, None))  # steps
+    sample_every: int = field(default=25, metadata=_range(1, None))  # steps between sample grids
+    log_every: int = field(default=10, metadata=_range(1, None))  # steps between logged losses
     sample_breeds: int = field(default=12, metadata=_range(1, 120))  # conditional grids: one row per breed
     # MiFID of the EMA generator against the training set during training (network etc.: the score section).
     # Off unless asked for (it needs the feature network and the reference statistics); on a GPU every
@@ -213,7 +217,7 @@ class ScoreConfig:
     Kaggle's scorer used (every training photo, whole, squashed to 64x64); ``crops`` is the prepared training set.
     """
 
-    network: Literal["inception", "standin"] = "inception"  # a name in pipeline.metrics.features.NETWORKS
+    network: Literal["inception", "standin"] = "standin"  # a name in pipeline.metrics.features.NETWORKS
     reference: Literal["photos", "crops"] = "photos"  # photos: Kaggle's reference; crops: data/prepared/dogs64.npz
     eps: float = field(default=0.1, metadata=_range(0.0, 1.0))  # memorization threshold: public 0.1, private 0.25
     batch_size: int = field(default=100, metadata=_range(1, 100_000))  # images per feature-network pass
@@ -399,6 +403,11 @@ def read_params(path: str | os.PathLike | None = None, quiet: bool = False) -> d
             print(f"note: no {path} in {Path.cwd()}: every setting takes its built-in default "
                   "(run from the repository root to use its params.yaml)", file=sys.stderr)
         return {}
+    return _read_yaml(path)
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    """A params or recipe file as a mapping: ConfigError naming the file when it is not UTF-8 YAML holding one."""
     try:
         data = yaml.load(path.read_text(encoding="utf-8"), Loader=_UniqueKeyLoader) or {}
     except yaml.YAMLError as exc:
@@ -434,13 +443,130 @@ def apply_overrides(section: str, values: dict[str, Any], overrides: list[str]) 
     return values
 
 
-def load_config(section: str, params_path: str | os.PathLike | None = None, overrides: list[str] | None = None):
-    """The validated config of ``section`` from ``params_path`` (None: params.yaml here, if there is one)
-    plus command-line overrides."""
-    raw = read_params(params_path).get(section) or {}
-    if not isinstance(raw, dict):
+def load_config(section: str, params_path: str | os.PathLike | None = None, overrides: list[str] | None = None,
+                quiet: bool = False):
+    """The validated config of ``section`` from ``params_path`` (None: params.yaml here, if there is one), its
+    recipe applied (:func:`resolve_section`), plus command-line overrides. Under a recipe other than the demo a
+    line on stderr says which (unless ``quiet``)."""
+    params = read_params(params_path)
+    if not isinstance(params.get(section) or {}, dict):
         raise ConfigError(f"{params_path or DEFAULT_PARAMS}: section {section!r} must be a mapping of keys to values")
+    notes: list[str] = []
+    raw = resolve_section(params, section, notes=notes)
+    if not quiet:
+        for note in notes:
+            print(f"{section}: {note}", file=sys.stderr)
     return build_config(section, apply_overrides(section, raw, overrides or []))
+
+
+# --- recipes ------------------------------------------------------------------------------------------------------
+# A recipe is a named set of prepare, train and generate values in recipes/<name>.yaml (the winners' settings, ...),
+# picked by params.yaml's top-level key `recipe` (`dvc exp run -S recipe=first-place`). params.yaml stays the demo,
+# and its values are the code's defaults; so a value of params.yaml that differs from its default is one the user
+# set (`-S train.epochs=60`, or an edit), and it wins over the recipe. Everything else the recipe sets, it sets.
+
+RECIPES_DIR = Path(__file__).resolve().parent.parent / "recipes"
+RECIPE_SECTIONS = ("prepare", "train", "generate")  # what a recipe holds: how the images are made, learned, drawn
+DEMO_RECIPE = "demo"  # recipes/demo.yaml sets nothing: params.yaml as it is
+
+
+def recipe_names(folder: Path = RECIPES_DIR) -> list[str]:
+    """The recipes there are: the stems of ``folder``'s .yaml files, sorted."""
+    return sorted(p.stem for p in folder.glob("*.yaml"))
+
+
+def recipe_of(params: dict[str, Any]) -> str:
+    """The recipe a whole params mapping picks (its ``recipe`` key; the demo when it has none)."""
+    name = params.get("recipe", DEMO_RECIPE)
+    if name is None or name == "":
+        return DEMO_RECIPE
+    if not isinstance(name, str) or not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", name):
+        raise ConfigError(f"recipe: {name!r} is not a recipe name (a file name in recipes/ without .yaml, e.g. "
+                          f"first-place)")
+    return name
+
+
+def read_recipe(name: str, folder: Path = RECIPES_DIR) -> dict[str, dict[str, Any]]:
+    """The sections of recipe ``name`` (``folder/<name>.yaml``) as raw mappings, one per RECIPE_SECTIONS.
+
+    An unknown name lists the known ones; a file that is not a mapping of exactly those sections is refused with
+    the file named (DVC tracks each section of the recipe, so every recipe names all three, ``{}`` for none).
+    The values themselves are checked by :func:`resolve_section`, which knows each section's keys."""
+    path = folder / f"{name}.yaml"
+    if not path.is_file():
+        known = recipe_names(folder)
+        raise ConfigError(f"recipe: {name!r} is not a known recipe (no {path}); the recipes are: "
+                          f"{', '.join(known) or 'none'} (e.g. dvc exp run -S recipe={known[0] if known else 'NAME'})")
+    data = _read_yaml(path)
+    missing = [s for s in RECIPE_SECTIONS if s not in data]
+    other = [s for s in data if s not in RECIPE_SECTIONS]
+    if other or missing:
+        raise ConfigError(f"{path}: a recipe holds exactly the sections {', '.join(RECIPE_SECTIONS)} ({{}} for none); "
+                          + "; ".join(filter(None, [other and f"it has {', '.join(map(str, other))}",
+                                                    missing and f"it lacks {', '.join(missing)}"])))
+    for section, values in data.items():
+        if values is not None and not isinstance(values, dict):
+            raise ConfigError(f"{path}: section {section!r} must be a mapping of keys to values, got {values!r}")
+    return {section: dict(data[section] or {}) for section in RECIPE_SECTIONS}
+
+
+def recipe_title(title: str, recipe: str) -> str:
+    """A kernel title that names ``recipe``: ``title`` itself where it does, else ``"<title>: <recipe>"``."""
+    return title if recipe == DEMO_RECIPE or recipe in title else f"{title}: {recipe}"
+
+
+def section_defaults(section: str) -> dict[str, Any]:
+    """Every key of ``section`` with its default (the train section: with one mapping per registered model)."""
+    cls = SECTIONS[section]
+    defaults = {f.name: f.default for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
+    if section == "train":
+        from pipeline.models import REGISTRY  # imports torch: only the train-side stages pay for it
+
+        defaults.update({name: dataclasses.asdict(spec.options()) for name, spec in REGISTRY.items()})
+    return defaults
+
+
+def _layer(mine: dict, recipe: dict, defaults: dict, prefix: str, yours: list[str]) -> dict:
+    """``recipe`` over the defaults, and over that every value of ``mine`` that is not its default; the keys where
+    one of ``mine`` overrode a different recipe value are appended to ``yours``."""
+    merged = dict(mine)
+    for key in dict.fromkeys([*mine, *recipe]):
+        default = defaults.get(key)
+        if isinstance(default, dict):  # a model's sub-section: key by key
+            merged[key] = _layer(mine.get(key) or {}, recipe.get(key) or {}, default, f"{prefix}{key}.", yours)
+        elif key in mine and (key not in defaults or mine[key] != default):
+            if key in recipe and recipe[key] != mine[key]:
+                yours.append(f"{prefix}{key}: {mine[key]!r} (the recipe: {recipe[key]!r})")
+        elif key in recipe:
+            merged[key] = recipe[key]
+    return merged
+
+
+def resolve_section(params: dict[str, Any], section: str, folder: Path = RECIPES_DIR,
+                    notes: list[str] | None = None) -> dict[str, Any]:
+    """The raw ``section`` of a whole params mapping with its recipe applied (:func:`recipe_of`).
+
+    A recipe sets the keys it names, except where params.yaml holds a value other than the key's default: that
+    one is the user's, and wins. Sections that recipes do not hold come back as they are. The recipe's values
+    are validated here, so that a wrong one is refused naming the key and the recipe's file. ``notes``, if given,
+    gets one line saying which recipe is in force and which of params.yaml's values overrode it."""
+    raw = params.get(section) or {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"params section {section!r} must be a mapping of keys to values, got {raw!r}")
+    name = recipe_of(params)
+    if section not in RECIPE_SECTIONS or name == DEMO_RECIPE:
+        return dict(raw)
+    recipe = read_recipe(name, folder)[section]
+    try:
+        build_config(section, recipe)
+    except ConfigError as exc:
+        raise ConfigError(f"{folder / f'{name}.yaml'}: {exc}") from None
+    yours: list[str] = []
+    merged = _layer(raw, recipe, section_defaults(section), f"{section}.", yours)
+    if notes is not None:
+        notes.append(f"recipe {name} ({folder.name}/{name}.yaml)" +
+                     (f"; params.yaml overrides it: {', '.join(yours)}" if yours else ""))
+    return merged
 
 
 def add_config_arguments(parser: argparse.ArgumentParser, section: str) -> None:

@@ -30,8 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline import download
-from pipeline.config import (DEFAULT_PARAMS, ConfigError, KernelConfig, apply_overrides, read_params,
-                             sample_grid_warning, slugify)
+from pipeline.config import (DEFAULT_PARAMS, DEMO_RECIPE, ConfigError, KernelConfig, apply_overrides, read_params,
+                             recipe_of, recipe_title, resolve_section, sample_grid_warning, slugify)
 from pipeline.errors import error_text
 from pipeline.files import write_text
 from pipeline.kernel_run import COMPETITION, OUTPUT_FILES, ROOT_ENV, SECTIONS, epochs_text, kernel_params
@@ -57,8 +57,8 @@ class KernelError(RuntimeError):
 
 
 def select_params(params: dict, overrides: list[str]) -> dict:
-    """The sections a kernel carries (``SECTIONS``) from a whole params mapping, with ``section.key=value``
-    overrides applied, validated (ConfigError on a wrong key or value). Other sections are left out: they do
+    """The sections a kernel carries (``SECTIONS``) from a whole params mapping, its recipe applied and then
+    ``section.key=value`` overrides, validated (ConfigError on a wrong key or value). Other sections are left out: they do
     not change what the kernel does."""
     grouped: dict[str, list[str]] = {}
     for item in overrides:
@@ -69,11 +69,12 @@ def select_params(params: dict, overrides: list[str]) -> dict:
                               "e.g. --set train.epochs=1")
         grouped.setdefault(section, []).append(item)
     selected = {}
-    for section in SECTIONS:
-        raw = params.get(section) or {}
-        if not isinstance(raw, dict):
-            raise ConfigError(f"params section {section!r} must be a mapping of keys to values")
-        selected[section] = apply_overrides(section, raw, grouped.get(section, []))
+    for section in SECTIONS:  # with the recipe's values where params.yaml picks one (config.resolve_section)
+        selected[section] = apply_overrides(section, resolve_section(params, section), grouped.get(section, []))
+    recipe = recipe_of(params)
+    if recipe != DEMO_RECIPE:  # the title names the recipe, so that the kernels of two recipes tell apart on Kaggle
+        title = selected["kernel"].get("title") or KernelConfig.title
+        selected["kernel"] = dict(selected["kernel"], title=recipe_title(title, recipe))
     kernel_params(selected)
     return selected
 

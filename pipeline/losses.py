@@ -130,3 +130,57 @@ def class_loss(class_logits: Tensor, labels: Tensor) -> Tensor:
     Returns the mean over the batch, a float32 scalar.
     """
     return F.cross_entropy(class_logits.float(), labels.long())
+
+
+# --- LeCam regularisation (Tseng et al., CVPR 2021) ---------------------------------------------------------------
+
+
+def lecam_penalty(real_logits: Tensor, fake_logits: Tensor, anchor_real: Tensor | float,
+                  anchor_fake: Tensor | float) -> Tensor:
+    """``mean(relu(D(x) - anchor_fake)^2) + mean(relu(anchor_real - D(G(z)))^2)``, a float32 scalar.
+
+    The anchors are moving averages of D's mean logit on real and on fake images (:class:`LeCamAnchors`), held
+    fixed: D is pulled back where its real logits rise above the fakes' usual level and its fake logits fall
+    below the reals' usual level, which keeps its outputs from drifting apart when it can memorise a small data
+    set. The paper adds ``lambda`` times this to D's loss (lambda 0.3 with BigGAN)."""
+    real, fake = _f32(real_logits, fake_logits)
+    return F.relu(real - anchor_fake).square().mean() + F.relu(anchor_real - fake).square().mean()
+
+
+class LeCamAnchors:
+    """The two moving averages LeCam regularisation anchors to: of D's mean logit on real and on fake images.
+
+    ``decay`` 0.99 as in the paper. Each average starts at 0 and is divided by ``1 - decay**t`` after ``t``
+    updates (bias-corrected, as the authors' TensorFlow code does with ``zero_debias``), so from the first step
+    on it is a true average of what D said rather than a pull towards 0. Kept as tensors on D's device, so an
+    update does not wait for the GPU; :meth:`state_dict` / :meth:`load_state_dict` carry them in a checkpoint,
+    which makes a resumed run continue with the same anchors."""
+
+    def __init__(self, decay: float = 0.99, device: torch.device | str = "cpu"):
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"LeCam decay must be in (0, 1), got {decay}")
+        self.decay = decay
+        self.sums = torch.zeros(2, device=device, dtype=torch.float32)  # undivided averages: real, fake
+        self.updates = 0
+
+    @torch.no_grad()
+    def update(self, real_logits: Tensor, fake_logits: Tensor) -> None:
+        """Fold in this batch's mean logits (detached)."""
+        means = torch.stack([real_logits.detach().float().mean(), fake_logits.detach().float().mean()])
+        self.sums.mul_(self.decay).add_(means.to(self.sums.device), alpha=1.0 - self.decay)
+        self.updates += 1
+
+    def anchors(self) -> tuple[Tensor, Tensor]:
+        """(real, fake) 0-d tensors: the bias-corrected averages (0 before any update)."""
+        if self.updates == 0:
+            return self.sums[0], self.sums[1]
+        corrected = self.sums / (1.0 - self.decay ** self.updates)
+        return corrected[0], corrected[1]
+
+    def state_dict(self) -> dict:
+        return {"decay": self.decay, "sums": self.sums.detach().cpu().tolist(), "updates": self.updates}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.decay = float(state["decay"])
+        self.sums = torch.tensor(state["sums"], dtype=torch.float32, device=self.sums.device)
+        self.updates = int(state["updates"])

@@ -137,3 +137,49 @@ def test_class_loss_by_hand():
     assert class_loss(t(2.0, 0.0).view(1, 2), torch.tensor([0])).item() == pytest.approx(math.log(1 + math.exp(-2)))
     out = class_loss(torch.zeros(2, 3, dtype=torch.bfloat16), torch.tensor([1, 2]))
     assert out.dtype == torch.float32
+
+
+def test_lecam_penalty_by_hand():
+    """relu(real - anchor_fake)^2 and relu(anchor_real - fake)^2, each averaged over its batch, summed."""
+    from pipeline.losses import lecam_penalty
+
+    real, fake = torch.tensor([1.0, 3.0]), torch.tensor([-1.0, 2.0])
+    # real - 0.5 = [0.5, 2.5] -> mean(0.25, 6.25) = 3.25; 1.5 - fake = [2.5, -0.5] -> relu -> mean(6.25, 0) = 3.125
+    assert lecam_penalty(real, fake, 1.5, 0.5).item() == pytest.approx(6.375)
+    # D within the anchors: nothing to pull back
+    assert lecam_penalty(torch.tensor([0.2]), torch.tensor([0.8]), 0.5, 0.5).item() == 0.0
+    # bf16 logits: computed in float32
+    assert lecam_penalty(real.bfloat16(), fake.bfloat16(), 1.5, 0.5).dtype == torch.float32
+
+
+def test_lecam_anchors_are_bias_corrected_moving_averages():
+    from pipeline.losses import LeCamAnchors
+
+    a = LeCamAnchors(0.99)
+    assert [t.item() for t in a.anchors()] == [0.0, 0.0]
+    a.update(torch.tensor([1.0, 3.0]), torch.tensor([-2.0]))  # means 2 and -2
+    # 0.01 * 2 / (1 - 0.99) = 2: the first batch's means themselves
+    assert [t.item() for t in a.anchors()] == pytest.approx([2.0, -2.0])
+    a.update(torch.tensor([4.0]), torch.tensor([0.0]))
+    # real: (0.99 * 0.02 + 0.01 * 4) / (1 - 0.99^2) = 0.0598 / 0.0199; fake: (0.99 * -0.02) / 0.0199
+    assert [t.item() for t in a.anchors()] == pytest.approx([0.0598 / 0.0199, -0.0198 / 0.0199], rel=1e-6)
+    b = LeCamAnchors(0.99)
+    b.load_state_dict(a.state_dict())
+    assert [t.item() for t in b.anchors()] == [t.item() for t in a.anchors()] and b.updates == 2
+
+
+def test_lecam_adds_to_d_loss_only_when_asked(tmp_path):
+    """train.lecam_weight 0 builds no anchors; > 0 keeps them updated once per D step."""
+    from pipeline.config import build_config
+    from pipeline.runtime import setup_runtime
+    from pipeline.training import step as ts
+    from tests.test_train import TINY, tiny_dataset
+
+    rt = setup_runtime("fp32", False, "cpu")
+    ds = tiny_dataset(16)
+    for weight, updates in ((0.0, None), (0.3, 2)):
+        cfg = build_config("train", {"model": "dcgan", "batch_size": 4, "d_steps": 2, "lecam_weight": weight,
+                                     "dcgan": TINY["dcgan"]})
+        p = ts.build_parts(cfg, len(ds.breeds), rt)
+        ts.train_step(p, ts.DeviceData(ds, rt.device, seed=0), cfg, rt)
+        assert (p.lecam.updates if p.lecam is not None else None) == updates

@@ -321,8 +321,9 @@ def test_resume_restores_every_weight_and_optimizer_state(tmp_path, model):
 @pytest.mark.parametrize("model", ["dcgan", "biggan"])
 def test_a_resumed_run_ends_exactly_where_the_uninterrupted_one_does(tmp_path, model):
     """3 steps, then --resume to 6, gives the weights of 6 steps in one go, bit for bit: the checkpoint carries
-    the random streams (batches, fake labels, latents, DiffAugment) along with the weights and Adam's state."""
-    options = dict(model=model, augment="color,translation,cutout", cosine_restart_epochs=0.5)
+    the random streams (batches, fake labels, latents, DiffAugment) along with the weights, Adam's state and LeCam's
+    anchors."""
+    options = dict(model=model, augment="color,translation,cutout", cosine_restart_epochs=0.5, lecam_weight=0.3)
     (tmp_path / "one").mkdir(), (tmp_path / "two").mkdir()
     run_train(tmp_path / "one", cfg_for(epochs=1.0, **options))  # 6 steps
     run_train(tmp_path / "two", cfg_for(epochs=0.5, **options))  # 3 steps ...
@@ -332,6 +333,8 @@ def test_a_resumed_run_ends_exactly_where_the_uninterrupted_one_does(tmp_path, m
     assert one["step"] == two["step"] == 6
     for key in ("G", "D", "G_ema", "opt_g", "opt_d"):
         assert _same_state(one[key], two[key]), key
+    # LeCam's anchors come back too: six updates' worth, the same numbers
+    assert one["extra"]["lecam"]["updates"] == 6 and one["extra"]["lecam"] == two["extra"]["lecam"]
 
 
 def test_several_processes_resume_on_new_streams_per_rank_and_step(tmp_path):

@@ -35,9 +35,9 @@ D_MULTIPLIERS = (1, 2, 4, 8, 16)  # channels out of each down-block (32, 16, 8, 
 class BigGANOptions:
     z_dim: int = field(default=120, metadata={"min": 5, "max": 4096})  # split into 5 chunks when conditional
     shared_dim: int = field(default=128, metadata={"min": 1, "max": 4096})  # shared class embedding
-    g_width: int = field(default=32, metadata={"min": 1, "max": 256})  # BigGAN's G_ch
-    d_width: int = field(default=32, metadata={"min": 1, "max": 256})  # BigGAN's D_ch
-    attention_res: Literal[0, 8, 16, 32] = 32  # self-attention after the block at this resolution; 0: none
+    g_width: int = field(default=8, metadata={"min": 1, "max": 256})  # BigGAN's G_ch (1st place: 32)
+    d_width: int = field(default=8, metadata={"min": 1, "max": 256})  # BigGAN's D_ch (1st place: 32)
+    attention_res: Literal[0, 8, 16, 32] = 16  # 1st place: 32; self-attention after the block at this resolution; 0: none
 
 
 class GBlock(nn.Module):

@@ -27,8 +27,8 @@ from pipeline.models.layers import check_labels, embed_labels
 @dataclass(frozen=True)
 class DCGANOptions:
     z_dim: int = field(default=100, metadata={"min": 1, "max": 4096})
-    g_width: int = field(default=64, metadata={"min": 1, "max": 1024})  # G channels at 32x32 (x8 at 4x4)
-    d_width: int = field(default=64, metadata={"min": 1, "max": 1024})  # D channels at 32x32 (x8 at 4x4)
+    g_width: int = field(default=32, metadata={"min": 1, "max": 1024})  # G channels at 32x32 (x8 at 4x4)
+    d_width: int = field(default=32, metadata={"min": 1, "max": 1024})  # D channels at 32x32 (x8 at 4x4)
 
 
 def _dcgan_init(module: nn.Module) -> None:

@@ -81,5 +81,12 @@ def resume_from(path: Path, p: Parts, cfg: TrainConfig, breeds: list[str], data:
     except (ValueError, KeyError) as exc:
         raise CheckpointError(f"{path}: its optimizer states do not fit the model ({first_line(exc)}); "
                               "remove the file to start afresh.") from None
+    if p.lecam is not None:
+        saved = ck["extra"].get("lecam")
+        if saved:
+            p.lecam.load_state_dict(saved)
+        elif rt.is_main:
+            print(f"note: {path} has no LeCam averages (trained with train.lecam_weight 0); they start afresh",
+                  file=sys.stderr)
     restore_rng(ck, data, cfg, rt, int(ck["step"]))
     return int(ck["step"]), ck["extra"]

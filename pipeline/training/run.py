@@ -80,6 +80,7 @@ class Run:
                    "plan": self.plan.as_dict() if self.plan else None,  # so that --resume continues it
                    "eval": evaluation,  # in-training MiFID: the best so far and this step's (None: off)
                    "rng": rng_states(self.data),
+                   "lecam": p.lecam.state_dict() if p.lecam is not None else None,  # LeCam's anchors, resumed
                    "world_size": self.rt.world_size},  # with batch_size, what one step means (for --resume)
         )
 

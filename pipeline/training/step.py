@@ -18,7 +18,7 @@ from pipeline.augment import diff_augment, random_hflip
 from pipeline.config import TrainConfig
 from pipeline.ema import ema_decay_at, ema_update, make_ema
 from pipeline.files import Dataset
-from pipeline.losses import GanLoss, class_loss, get_loss
+from pipeline.losses import GanLoss, LeCamAnchors, class_loss, get_loss, lecam_penalty
 from pipeline.models import build_model
 from pipeline.models.layers import cached_spectral_norms
 from pipeline.plan import asked_steps, cosine_factor, cycle_steps
@@ -76,6 +76,8 @@ class Parts:
     # wrapped in DDP. Without torch.compile and DDP they are G and D themselves.
     G_local: nn.Module | None = None
     D_local: nn.Module | None = None
+    # LeCam regularisation's moving averages of D's logits (train.lecam_weight > 0; None: off)
+    lecam: LeCamAnchors | None = None
 
     def __post_init__(self):
         self.G_local = self.G if self.G_local is None else self.G_local
@@ -88,7 +90,8 @@ def total_steps(cfg: TrainConfig, n_images: int, world_size: int = 1) -> int | N
     return asked_steps(cfg.epochs, n_images, cfg.batch_size, world_size)
 
 
-CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")  # torch.compile modes that use CUDA graphs
+CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
+LECAM_DECAY = 0.99  # LeCam's moving averages of D's logits: the paper's decay  # torch.compile modes that use CUDA graphs
 
 
 def adam(params, lr: float, betas: tuple[float, float]) -> torch.optim.Adam:
@@ -147,7 +150,8 @@ def build_parts(cfg: TrainConfig, n_breeds: int, rt: Runtime, steps_per_epoch: f
     return Parts(G, D, G_ema, opt_g, opt_d, rt.grad_scaler(), rt.grad_scaler(), n_classes, aux,
                  d_batch_dependent=has_batch_norm(D_local), G_local=G_local, D_local=D_local,
                  # 3rd place: cosine annealing with warm restarts
-                 lr_period=cycle_steps(cfg.cosine_restart_epochs, steps_per_epoch))
+                 lr_period=cycle_steps(cfg.cosine_restart_epochs, steps_per_epoch),
+                 lecam=LeCamAnchors(LECAM_DECAY, rt.device) if cfg.lecam_weight > 0 else None)
 
 
 def has_batch_norm(model: nn.Module) -> bool:
@@ -206,6 +210,9 @@ def d_step(p: Parts, data: DeviceData, cfg: TrainConfig, rt: Runtime, loss: GanL
         # read now: under CUDA graphs a pass's outputs are overwritten by the next pass
         d_real = real_logits.detach().float().mean()
         loss_d = loss.d(real_logits, fake_logits, cfg.label_smoothing)
+        if p.lecam is not None:  # anchored to averages that include this batch, as the paper's code does
+            p.lecam.update(real_logits, fake_logits)
+            loss_d = loss_d + cfg.lecam_weight * lecam_penalty(real_logits, fake_logits, *p.lecam.anchors())
         if p.aux:
             loss_d = loss_d + cfg.aux_class_weight * class_loss(real_cls, y)
     p.opt_d.zero_grad(set_to_none=True)
