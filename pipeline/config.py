@@ -104,11 +104,18 @@ class TrainConfig:
     d_steps: int = field(default=1, metadata=_range(1, 10))  # D updates per G update
     cosine_restart_epochs: float = field(default=0.0, metadata=_range(0.0, None))  # as epochs counts them; 0: constant lr
     ema_decay: float = field(default=0.999, metadata=_range(0.0, 0.99999))  # 0: no EMA (G_ema = G)
+    # 0: the EMA warms up from the first step (ema.ema_decay_at). N > 0: G_ema is a copy of G for the first N steps,
+    # then averages at ema_decay (BigGAN-PyTorch's ema_start; 5th place: 30,000 at 0.9999)
+    ema_start: int = field(default=0, metadata=_range(0, None))
     # LeCam regularisation (Tseng et al. 2021): this times the anchored penalty on D's logits (losses.lecam_penalty)
     # added to D's loss; 0: off. The paper's value with BigGAN: 0.3
     lecam_weight: float = field(default=0.0, metadata=_range(0.0, None))
     augment: str = ""  # DiffAugment policy, e.g. "color,translation,cutout"; "" = none
     hflip: bool = True  # random horizontal flips of the real images
+    # random rotations of the real images: up to rotate_degrees either way, each image with probability rotate_p
+    # (3rd place: 5 degrees, p 0.3); 0: none
+    rotate_degrees: float = field(default=0.0, metadata=_range(0.0, 45.0))
+    rotate_p: float = field(default=1.0, metadata=_range(0.0, 1.0))
     # uniform noise in [-real_noise, real_noise] added to real images on the [-1, 1] scale (one level: 2/255)
     real_noise: float = field(default=0.0, metadata=_range(0.0, 1.0))
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"  # auto: see runtime.pick_amp_dtype
@@ -195,7 +202,7 @@ class GenerateConfig:
     truncation: float = field(default=0.8, metadata=_range(0.0, None))  # resample |z| >= this; 0 = off (1st place: 0.8)
     label_sampling: Literal["proportional", "uniform"] = "proportional"  # breeds as in the training set, or evenly
     use_ema: bool = True  # sample the EMA generator
-    batch_size: int = field(default=100, metadata=_range(1, 100_000))  # 500: 2.6x the memory, 17% slower on CPU
+    batch_size: int = field(default=100, metadata=_range(1, 100_000))  # 500: GBs of attention maps, slower on a CPU (BENCHMARKS.md)
     seed: int = field(default=0, metadata=SEED)
     # bf16: G runs under bf16 autocast, much faster on CPUs with AMX, pixels within a few levels of fp32's (BENCHMARKS.md)
     precision: Literal["fp32", "bf16"] = "fp32"

@@ -54,12 +54,16 @@ def ema_update(ema_model: nn.Module, model: nn.Module, decay: float) -> None:
     copy_all([ema_buffers[k] for k in buffers], list(buffers.values()))
 
 
-def ema_decay_at(step: int, decay: float) -> float:
-    """The decay to use at ``step`` (0-based): ramped as (1 + step) / (10 + step) up to ``decay``.
+def ema_decay_at(step: int, decay: float, start: int = 0) -> float:
+    """The decay to use at ``step`` (0-based). ``start`` 0: ramped as (1 + step) / (10 + step) up to ``decay``.
+    ``start`` N > 0: 0 (G_ema becomes a copy of G) before step N, ``decay`` from then on, as BigGAN-PyTorch's
+    ``ema_start`` does.
 
     Early on G changes so fast that a fixed 0.999 would only blend its random start into the copy (the
     start still weighs 0.999^200 = 82% after 200 steps, so a short run would sample noise). The ramp lets
     the average follow G at first and settle into the long average later (step 0: 0.1, step 90: 0.91,
     step 9,990: 0.999).
     """
+    if start > 0:
+        return 0.0 if step < start else decay
     return min(decay, (1.0 + step) / (10.0 + step))

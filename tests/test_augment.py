@@ -246,3 +246,30 @@ def test_gradients_where_pixels_survive():
     weights = images(n=2, h=6, w=6, seed=9)
     (diff_augment(x, "color,translation,cutout", gen(3)) * weights).sum().backward()
     assert torch.isfinite(x.grad).all() and (x.grad != 0).any()
+
+
+def test_rotate_by_hand():
+    from pipeline.augment import rotate
+
+    x = torch.full((2, 1, 4, 4), -1.0)
+    x[:, 0, 0, 3] = 1.0  # a white pixel in the top-right corner of a black image
+    turned = rotate(x, torch.tensor([90.0, 0.0]))
+    # 90 degrees counter-clockwise about the centre: the corner goes to the top left; 0 degrees: unchanged
+    expected = torch.full((4, 4), -1.0)
+    expected[0, 0] = 1.0
+    assert torch.allclose(turned[0, 0], expected, atol=1e-5) and torch.allclose(turned[1], x[1], atol=1e-5)
+    # what comes from outside the picture is black (-1), as torchvision fills it: a white image turned by 45
+    # degrees keeps its centre white and gets black corners
+    white = rotate(torch.ones(1, 1, 8, 8), 45.0)[0, 0]
+    assert white[3:5, 3:5].eq(1).all() and white[0, 0] == -1 and white[7, 7] == -1
+
+
+def test_random_rotate_turns_the_share_asked_for():
+    from pipeline.augment import random_rotate
+
+    x = torch.rand(200, 3, 16, 16) * 2 - 1
+    g = torch.Generator().manual_seed(0)
+    assert torch.equal(random_rotate(x, 5.0, p=0.0, generator=g), x)  # none chosen: the very same pixels
+    out = random_rotate(x, 5.0, p=0.3, generator=g)
+    turned = (out != x).flatten(1).any(1).float().mean().item()
+    assert 0.2 < turned < 0.4  # about 30% of the images

@@ -103,3 +103,11 @@ def test_compiled_model_is_unwrapped():
     ema, model = linear(1.0), linear(3.0)
     ema_update(ema, Compiled(model), 0.9)
     assert ema.weight.item() == pytest.approx(1.2)
+
+
+def test_ema_from_a_given_step_copies_g_until_then():
+    """train.ema_start N (5th place: 30,000): decay 0 (G_ema = G) before step N, the full decay from N on, no ramp."""
+    from pipeline.ema import ema_decay_at
+
+    assert [ema_decay_at(s, 0.9999, 3) for s in (0, 2, 3, 10)] == [0.0, 0.0, 0.9999, 0.9999]
+    assert ema_decay_at(0, 0.999) == 0.1 and ema_decay_at(90, 0.999) == 0.91  # start 0: the ramp as before

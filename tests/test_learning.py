@@ -75,13 +75,14 @@ def test_thumbnail_fid_is_zero_for_the_same_set_and_large_for_grey_noise():
     assert thumbnail_fid(grey, ds.images) > 10 * thumbnail_fid(other, ds.images)
 
 
-def learn(model: str, tmp_path) -> tuple[float, float]:
-    """Train ``model`` (its RUNS settings) on cartoon dogs; (thumbnail FID at the start, at the end)."""
+def learn(model: str, tmp_path, **extra) -> tuple[float, float]:
+    """Train ``model`` (its RUNS settings, plus ``extra`` train keys) on cartoon dogs; (thumbnail FID at the start,
+    at the end)."""
     ds = cartoon_dogs()
     options, batch, steps = RUNS[model]
     cfg = build_config("train", {
         "model": model, model: options, "batch_size": batch, "epochs": steps * batch / len(ds.images),
-        "log_every": 1000, "sample_every": 1000, "checkpoint_every": 1000, "ema_decay": 0.99, "seed": 0})
+        "log_every": 1000, "sample_every": 1000, "checkpoint_every": 1000, "ema_decay": 0.99, "seed": 0, **extra})
     torch.manual_seed(cfg.seed)  # as train() seeds it: G0 is the generator training starts from
     G0, _ = build_model(model, cfg.model_options, len(BREEDS))
     start = thumbnail_fid(samples(G0.eval(), 256, len(BREEDS)), ds.images)
@@ -100,3 +101,11 @@ def test_every_registered_model_has_a_learning_run():
 def test_every_model_learns_to_draw_its_data(model, tmp_path):
     start, end = learn(model, tmp_path)
     assert end < LEARNED_FRACTION * start, f"{model}: thumbnail FID {start:.3f} at the start, {end:.3f} at the end"
+
+
+@pytest.mark.slow
+def test_biggan_still_learns_under_diffaugment_and_lecam(tmp_path):
+    """The `ours` recipe's regularisers (DiffAugment on everything D sees, LeCam pulling D's logits to their
+    averages) must not stop BigGAN from learning: the same run as above with both on."""
+    start, end = learn("biggan", tmp_path, augment="color,translation,cutout", lecam_weight=0.3)
+    assert end < LEARNED_FRACTION * start, f"thumbnail FID {start:.3f} at the start, {end:.3f} at the end"

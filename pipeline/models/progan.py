@@ -10,8 +10,8 @@ a minibatch standard deviation channel before its last block. Activations are Le
 The equalized learning rate keeps weights N(0, 1) and scales them at run time, so Adam's steps, about ``lr``
 each, are ``lr`` relative to a weight's scale, where the other models' weights are of order 1/sqrt(fan_in)
 (0.03 to 0.1) and the same ``lr`` moves them 10 to 30 times as far. At the shared ``train.lr_g/lr_d`` of 3e-4
-ProGAN hardly moved (its 4x4 stage drew random colours after 120 steps, where the other models draw the
-data's layout; BENCHMARKS.md, "Does each model learn?"). ``lr_mul`` (10 by default, as StyleGAN's per-layer
+ProGAN hardly moved where the other models drew the data's layout (BENCHMARKS.md, "Does each model learn?",
+and "Tried and dropped"). ``lr_mul`` (10 by default, as StyleGAN's per-layer
 multiplier) speeds every layer and embedding up by that factor: 3e-4 x 10 is the paper's 1e-3 x 3, what
 StyleGAN2-ADA uses (2.5e-3) for small data sets.
 

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
-from pipeline.augment import diff_augment, random_hflip
+from pipeline.augment import diff_augment, random_hflip, random_rotate
 from pipeline.config import TrainConfig
 from pipeline.ema import ema_decay_at, ema_update, make_ema
 from pipeline.files import Dataset
@@ -183,10 +183,13 @@ def set_lr(p: Parts, cfg: TrainConfig, step: int) -> None:
 
 def real_batch(data: DeviceData, cfg: TrainConfig, rt: Runtime) -> tuple[torch.Tensor, torch.Tensor]:
     """A batch of real images as D sees them: float [batch_size, 3, 64, 64] in [-1, 1] (plus ``real_noise``,
-    uniform in [-real_noise, real_noise] on that scale), randomly flipped with ``hflip``; labels int64 [batch_size]."""
+    uniform in [-real_noise, real_noise] on that scale), randomly flipped with ``hflip`` and rotated with
+    ``rotate_degrees``; labels int64 [batch_size]."""
     x, y = data.batch(cfg.batch_size)
     if cfg.hflip:
         x = random_hflip(x)
+    if cfg.rotate_degrees > 0:  # 3rd place: small rotations of the real images
+        x = random_rotate(x, cfg.rotate_degrees, cfg.rotate_p)
     if cfg.real_noise > 0:  # 2nd place: uniform noise on the real images (one 8-bit level is 2/255 = 0.0078 here)
         x = x + (torch.rand_like(x) * 2 - 1) * cfg.real_noise
     return rt.images(x), y
@@ -310,7 +313,7 @@ def train_step(p: Parts, data: DeviceData, cfg: TrainConfig, rt: Runtime, step: 
     p.scaler_g.step(p.opt_g)
     p.scaler_g.update()
     if p.G_ema is not None:
-        ema_update(p.G_ema, p.G, ema_decay_at(step, cfg.ema_decay))
+        ema_update(p.G_ema, p.G, ema_decay_at(step, cfg.ema_decay, cfg.ema_start))
     return {"loss_d": loss_d.detach(), "loss_g": loss_g.detach(), "d_real": d_real, "d_fake": d_fake}
 
 
