@@ -41,7 +41,7 @@ from pipeline.metrics import features as feat  # noqa: E402
 from pipeline.metrics.scoring import reference_statistics  # noqa: E402
 from pipeline.runtime import setup_runtime, unwrap  # noqa: E402
 from submission_bench import network_for  # noqa: E402
-from train_bench import synthetic  # noqa: E402
+from train_bench import FULL_SIZE_RECIPES, recipe_train, synthetic  # noqa: E402
 
 
 def sync(device: torch.device) -> None:
@@ -52,7 +52,8 @@ def sync(device: torch.device) -> None:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="biggan")
-    ap.add_argument("--defaults", action="store_true", help="the model's default (1st-place) size, not params.yaml's")
+    ap.add_argument("--defaults", action="store_true", help="the model at its full-size recipe's size (BigGAN: "
+                    "first-place's), not params.yaml's")
     ap.add_argument("--batch", type=int, default=32, help="training batch (1st place: 32)")
     ap.add_argument("--precision", default="auto")
     ap.add_argument("--device", default="auto")
@@ -67,8 +68,8 @@ def main() -> int:
     args = ap.parse_args()
 
     values = dict(read_params(REPO / "params.yaml").get("train") or {})
-    if args.defaults:
-        values = {k: v for k, v in values.items() if k not in ("dcgan", "biggan", "progan")}
+    if args.defaults:  # the model at its full-size recipe's size (BigGAN: the 1st-place one)
+        values[args.model] = recipe_train(FULL_SIZE_RECIPES[args.model])[args.model]
     values.update(model=args.model, batch_size=args.batch, precision=args.precision, ema_decay=0.999,
                   eval_every=args.eval_every, eval_images=args.eval_images)
     cfg = build_config("train", values)

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Everything this project measures on a GPU machine, in one go (the GPU machines here are lent for
 # minutes at a time). Usage, from the repo root: bash bench/gpu_suite.sh OUT_DIR [part ...]
-#   parts: tests train ops compile-dcgan compile-progan compile-biggan64 graphs graphs-bf16 check profile submission reference png imports eval kernel kernel-graphs
+#   parts: tests train recipes ops compile-dcgan compile-progan compile-biggan64 graphs graphs-bf16 check profile submission reference png imports eval kernel kernel-graphs
 #   (default: tests train submission)
 # Compiling BigGAN takes minutes (about 2.5 on an H100): run the compile-* parts, graphs and graphs-bf16 in
 # calls of their own.
@@ -10,9 +10,9 @@
 # compile-biggan64; submission png imports (generate's steps, the whole score with eigh end to end, what
 # imports and CUDA start cost); tests; kernel-graphs.
 set -uo pipefail
-out=${1:?usage: bash bench/gpu_suite.sh OUT_DIR [tests|train|ops|compile-dcgan|compile-progan|compile-biggan64|graphs|graphs-bf16|check|profile|submission|reference|png|imports|eval|kernel|kernel-graphs ...]}; shift
+out=${1:?usage: bash bench/gpu_suite.sh OUT_DIR [tests|train|recipes|ops|compile-dcgan|compile-progan|compile-biggan64|graphs|graphs-bf16|check|profile|submission|reference|png|imports|eval|kernel|kernel-graphs ...]}; shift
 parts=${*:-tests train submission}
-known=" tests train ops compile-dcgan compile-progan compile-biggan64 graphs graphs-bf16 check profile submission reference png imports eval kernel kernel-graphs "
+known=" tests train recipes ops compile-dcgan compile-progan compile-biggan64 graphs graphs-bf16 check profile submission reference png imports eval kernel kernel-graphs "
 for part in $parts; do  # a typo must not surface after minutes of borrowed GPU time on the parts before it
   [[ $known == *" $part "* ]] || { echo "unknown part: $part; known parts:$known" >&2; exit 2; }
 done
@@ -30,6 +30,9 @@ for part in $parts; do
     train)
       $py bench/train_bench.py --defaults --models dcgan progan biggan --batch 64 128 --precision fp32 bf16 \
         --steps 30 --warmup 5 --json "$out/train_bench.json" 2>&1 | tee "$out/train_bench.log" ;;
+    recipes)  # every recipe's train section as it is: seconds per step, and the hours its epochs take at that speed
+      $py bench/train_bench.py --recipes first-place second-place third-place fifth-place dcgan progan ours \
+        --precision fp32 --steps 20 --warmup 5 --json "$out/recipes.json" 2>&1 | tee "$out/recipes.log" ;;
     ops)  # operators per step (launch count proxy; the same on any device)
       for m in biggan dcgan progan; do $py bench/count_ops.py --model $m --gpu-adam --top 0; done 2>&1 \
         | tee "$out/ops.log" ;;

@@ -1,12 +1,16 @@
 """Training throughput: images per second of each model, as the train stage runs it.
 
     .venv/bin/python bench/train_bench.py                       # every model, batch 64 and 128, this machine
+    .venv/bin/python bench/train_bench.py --recipes first-place ours --steps 5   # recipes as they are, and hours
     python bench/train_bench.py --models biggan --batch 128 --precision bf16 --compile on   # on a GPU
     python bench/train_bench.py --models biggan --batch 128 --compile on --compile-mode reduce-overhead
 
 Times real ``train_step`` calls (D step on real + fake, G step, EMA update) on a synthetic 64x64
-data set held on the device, after warm-up steps, with the model sizes of ``params.yaml`` or the
-models' own defaults (``--defaults``: the 1st-place sizes). Prints a table and writes JSON.
+data set held on the device, after warm-up steps, with the model sizes of ``params.yaml`` or the recipes'
+(``--defaults``: BigGAN at recipes/first-place.yaml's size, DCGAN and ProGAN at recipes/dcgan.yaml's and
+recipes/progan.yaml's). ``--recipes`` times each named recipe's whole train section as it is (its model, batch,
+loss, D steps, augmentation, LeCam) and projects the hours its epochs take on the 22,121 crops of the real data
+at that speed. Prints a table and writes JSON.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.config import build_config, read_params  # noqa: E402
+from pipeline.config import build_config, read_params, resolve_section  # noqa: E402
 from pipeline.files import Dataset  # noqa: E402
 from pipeline.runtime import setup_runtime, unwrap  # noqa: E402
 from pipeline.training import step as ts  # noqa: E402
@@ -39,15 +43,30 @@ def synthetic(n: int = 2048, classes: int = 120) -> Dataset:
     )
 
 
+REAL_CROPS = 22_121  # crops the real data gives under the 1st-place prepare settings (README, "train")
+FULL_SIZE_RECIPES = {"biggan": "first-place", "dcgan": "dcgan", "progan": "progan"}  # --defaults: the sizes of these
+
+
+def recipe_train(name: str) -> dict:
+    """The raw train section of recipe ``name`` over params.yaml (config.resolve_section)."""
+    return resolve_section(dict(read_params(), recipe=name), "train")
+
+
 def bench_config(model: str, batch: int, precision: str, compile_: bool, defaults: bool,
                  compile_mode: str = "default"):
-    """The train stage's config for one benchmarked case (``defaults``: the models' 1st-place sizes)."""
+    """The train stage's config for one benchmarked case (``defaults``: the model at its full-size recipe's size)."""
     values = dict(read_params().get("train") or {})
-    if defaults:  # the models' own defaults: the 1st-place sizes
-        values = {k: v for k, v in values.items() if k not in ("dcgan", "biggan", "progan")}
+    if defaults:
+        values[model] = recipe_train(FULL_SIZE_RECIPES[model])[model]
     values.update(model=model, batch_size=batch, precision=precision, compile=compile_, compile_mode=compile_mode,
                   ema_decay=0.999)
     return build_config("train", values)
+
+
+def recipe_config(name: str, precision: str, compile_: bool, compile_mode: str = "default"):
+    """Recipe ``name``'s train config as it is, at ``precision`` and compile settings."""
+    return build_config("train", dict(recipe_train(name), precision=precision, compile=compile_,
+                                      compile_mode=compile_mode))
 
 
 def bench_setup(cfg, device: str, seed: int = 0):
@@ -64,7 +83,12 @@ def bench_setup(cfg, device: str, seed: int = 0):
 
 def bench_one(model: str, batch: int, precision: str, compile_: bool, defaults: bool, steps: int, warmup: int,
               device: str, compile_mode: str = "default") -> dict:
-    cfg = bench_config(model, batch, precision, compile_, defaults, compile_mode)
+    return bench_cfg(bench_config(model, batch, precision, compile_, defaults, compile_mode), steps, warmup, device)
+
+
+def bench_cfg(cfg, steps: int, warmup: int, device: str) -> dict:
+    """Time ``steps`` train steps of ``cfg`` after ``warmup`` ones."""
+    model, batch, compile_, compile_mode = cfg.model, cfg.batch_size, cfg.compile, cfg.compile_mode
     rt, parts, data = bench_setup(cfg, device)
     for _ in range(warmup):
         ts.train_step(parts, data, cfg, rt)
@@ -84,6 +108,7 @@ def bench_one(model: str, batch: int, precision: str, compile_: bool, defaults: 
         "model": model, "batch": batch, "precision": rt.precision, "compile": compile_ and compile_mode,
         "options": str(cfg.model_options), "g_params": g_params, "d_params": d_params,
         "steps": steps, "seconds": round(dt, 3), "images_per_s": round(steps * batch * cfg.d_steps / dt, 1),
+        "seconds_per_step": dt / steps,
         "peak_gpu_mb": round(torch.cuda.max_memory_allocated() / 2**20) if rt.device.type == "cuda" else None,
         # CUDA graphs keep their tensors in private pools, which count as reserved, not allocated, between replays
         "reserved_gpu_mb": round(torch.cuda.memory_reserved() / 2**20) if rt.device.type == "cuda" else None,
@@ -100,7 +125,10 @@ def main() -> int:
     ap.add_argument("--compile", nargs="+", default=["off"], choices=["off", "on"], help="torch.compile the models")
     ap.add_argument("--compile-mode", default="default",
                     help="torch.compile mode with --compile on: default, reduce-overhead (CUDA graphs), max-autotune")
-    ap.add_argument("--defaults", action="store_true", help="the models' default (1st-place) sizes, not params.yaml's")
+    ap.add_argument("--defaults", action="store_true",
+                    help="the models at their full-size recipes' sizes (BigGAN: first-place's), not params.yaml's")
+    ap.add_argument("--recipes", nargs="+", metavar="NAME",
+                    help="time these recipes' train sections as they are (--models and --batch are then ignored)")
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--device", default="auto")
@@ -108,7 +136,17 @@ def main() -> int:
     args = ap.parse_args()
     rows = []
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
-    for model in args.models:
+    for name in args.recipes or []:
+        for precision in args.precision:
+            for comp in args.compile:
+                cfg = recipe_config(name, precision, comp == "on", args.compile_mode)
+                r = dict(bench_cfg(cfg, args.steps, args.warmup, args.device), recipe=name, epochs=cfg.epochs)
+                r["projected_hours"] = round(cfg.epochs * REAL_CROPS / cfg.batch_size * r["seconds_per_step"] / 3600, 2)
+                rows.append(r)
+                print(f"{name:13s} {r['model']:7s} batch {r['batch']:4d} {r['precision']:5s} compile "
+                      f"{r['compile'] or 'off'} {r['seconds_per_step']:.3f} s/step: {cfg.epochs:g} epochs of "
+                      f"{REAL_CROPS:,} crops in {r['projected_hours']:.2f} h ({r['device']})", flush=True)
+    for model in ([] if args.recipes else args.models):
         for batch in args.batch:
             for precision in args.precision:
                 for comp in args.compile:

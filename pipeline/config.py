@@ -584,10 +584,12 @@ def add_config_arguments(parser: argparse.ArgumentParser, section: str) -> None:
         f"{f.name}={f.default!r}" + (f" (params.yaml: {here[f.name]!r})" if f.name in here and here[f.name] != f.default
                                      else "")
         for f in dataclasses.fields(cls) if not f.metadata.get("internal"))
+    recipe = (f" Its top-level key 'recipe' picks a recipe of recipes/ ({', '.join(recipe_names())}), whose "
+              f"{section!r} values apply where the file keeps the defaults" if section in RECIPE_SECTIONS else "")
     parser.add_argument(
         "--params", metavar="FILE",
         help=f"params file whose {section!r} section configures this stage (default: {DEFAULT_PARAMS}, or the "
-        "built-in defaults where there is none)",
+        f"built-in defaults where there is none).{recipe}",
     )
     parser.add_argument(
         "--set", action="append", default=[], metavar="KEY=VALUE",

@@ -25,6 +25,17 @@ def run_bench(script: str, *args: str, timeout: int = 300) -> subprocess.Complet
     return proc
 
 
+def test_train_bench_times_a_recipe_and_projects_its_hours(tmp_path):
+    out = tmp_path / "recipes.json"
+    proc = run_bench("train_bench.py", "--recipes", "fifth-place", "--steps", "1", "--warmup", "0", "--device", "cpu",
+                     "--json", str(out))
+    (row,) = json.loads(out.read_text())
+    assert (row["recipe"], row["model"], row["batch"], row["epochs"]) == ("fifth-place", "biggan", 32, 60.0)
+    # 60 epochs of 22,121 crops at batch 32 is 41,477 steps at the measured seconds per step
+    assert row["projected_hours"] == pytest.approx(60 * 22_121 / 32 * row["seconds_per_step"] / 3600, abs=0.01)
+    assert "fifth-place" in proc.stdout and "60 epochs of 22,121 crops in" in proc.stdout
+
+
 def test_train_bench_times_every_model(tmp_path):
     """One timed step of each model at batch 2: a positive rate and finite losses for each."""
     out = tmp_path / "train.json"

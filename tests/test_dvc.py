@@ -162,6 +162,31 @@ def test_exp_run_with_a_changed_param(workspace):
     assert refs.strip(), "dvc exp run recorded no experiment"
 
 
+def test_a_recipe_is_one_param_that_dvc_tracks_and_an_override_wins(workspace):
+    """`dvc exp run -S recipe=fifth-place` prepares as the recipe says (boxes squared by growing the short side,
+    none under 64 px); `dvc exp show` tells the recipe and its file's values; `-S prepare.min_side=32` on top of
+    the recipe wins over its 64."""
+    ws, env = workspace
+    dvc(ws, env, "repro", "prepare")
+    git(ws, env, "add", "-A")
+    git(ws, env, "commit", "-q", "--no-gpg-sign", "--allow-empty", "-m", "lock")
+    out = dvc(ws, env, "exp", "run", "-n", "fifth", "-S", "recipe=fifth-place", "prepare")
+    assert "Running stage 'prepare'" in out and "prepare: recipe fifth-place (recipes/fifth-place.yaml)" in out
+    assert (report(ws)["config"]["square"], report(ws)["config"]["min_side"]) == ("expand", 64)
+    out = dvc(ws, env, "exp", "run", "-n", "fifth-32", "-S", "recipe=fifth-place", "-S", "prepare.min_side=32",
+              "prepare")
+    assert "params.yaml overrides it: prepare.min_side: 32 (the recipe: 64)" in out
+    assert (report(ws)["config"]["square"], report(ws)["config"]["min_side"]) == ("expand", 32)
+    shown = json.loads(dvc(ws, env, "exp", "show", "--json"))
+    experiments = {exp["name"]: exp["data"]["params"] for row in shown for exp in (row.get("experiments") or [])
+                   for exp in exp.get("revs", [])}
+    for name, min_side in (("fifth", 0), ("fifth-32", 32)):
+        params = experiments[name]
+        assert params["params.yaml"]["data"]["recipe"] == "fifth-place"
+        assert params["params.yaml"]["data"]["prepare"]["min_side"] == min_side
+        assert params["recipes/fifth-place.yaml"]["data"]["prepare"]["min_side"] == 64
+
+
 def test_the_demo_is_scored_against_every_photo_as_kaggle_did(workspace):
     """`dvc repro score` on the demo (a few training steps): the score's reference is the photos, all of them."""
     ws, env = workspace
