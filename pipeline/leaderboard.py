@@ -56,7 +56,7 @@ DVC_TIMEOUT_S = 120.0
 SAME_SCORE = ("submission_sha256", "network", "reference", "eps", "frechet")
 
 # checkpoint keys that tell runs apart, in the order they are printed
-TRAIN_KEYS = ("conditional", "loss", "batch_size", "epochs", "lr_g", "lr_d", "augment", "ema_decay")
+TRAIN_KEYS = ("conditional", "loss", "batch_size", "epochs", "lr_g", "lr_d", "augment", "lecam_weight", "ema_decay")
 
 
 # ----------------------------------------------------------------------------------------- the 2019 board
@@ -103,6 +103,9 @@ def describe_checkpoint(payload: dict[str, Any]) -> tuple[str, str]:
     """(model name, short params string) from a loaded checkpoint (see pipeline.checkpoint)."""
     model = str(payload.get("model") or UNKNOWN)
     parts = []
+    recipe = (payload.get("extra") or {}).get("recipe")
+    if recipe:  # the recipe first: what a reader of the board compares
+        parts.append(f"recipe {recipe}")
     if "step" in payload:
         total = payload.get("total_steps")
         parts.append(f"step {payload['step']}" + (f"/{total}" if total else ""))

@@ -32,7 +32,7 @@ from tqdm import tqdm
 
 from pipeline.checkpoint import CheckpointError
 from pipeline.config import (ConfigError, TrainConfig, add_config_arguments, config_from_args, epochs_need_budget,
-                             load_config, sample_grid_warning)
+                             load_config, read_params, recipe_of, sample_grid_warning)
 from pipeline.errors import error_text
 from pipeline.files import Dataset, ensure_writable, load_dataset, require_competition_size
 from pipeline.metrics.features import FeatureNetworkError
@@ -56,6 +56,7 @@ def train(
     samples_dir: Path | None = None,
     evaluation: EvalSettings | None = None,
     progress: bool = True,
+    recipe: str = "",
 ) -> dict:
     """The stage's core. Trains the steps of the run's plan: what ``cfg.epochs`` asks for, or with a time budget
     (``cfg.time_budget_min``) what fits in it, measured before training (:func:`plan_to_budget`); the budget's
@@ -63,7 +64,8 @@ def train(
 
     Numbers are logged with dvclive into ``live_dir``, or into ``logger`` when given: any object with
     dvclive's ``step`` attribute, ``log_metric(name, value)``, ``log_image(name, picture)``, ``summary``
-    dict and ``end()`` (the Kaggle kernel, which has no dvclive, passes one). Only rank 0 logs.
+    dict and ``end()`` (the Kaggle kernel, which has no dvclive, passes one). Only rank 0 logs. ``recipe``: the
+    name of the recipe ``cfg`` came from, kept in the checkpoint so that the leaderboard can name it.
 
     ``evaluation`` (and ``cfg.eval_every > 0``): MiFID every ``eval_every`` steps and at the end, the best
     checkpoint in ``evaluation.best_out``. Returns a summary: steps done and planned, epochs done and planned,
@@ -74,7 +76,7 @@ def train(
     """
     t_start = time.monotonic()
     epochs_need_budget(cfg)
-    run = start_run(ds, cfg, out, rt, resume=resume, samples_dir=samples_dir, evaluation=evaluation,
+    run = start_run(ds, cfg, out, rt, resume=resume, samples_dir=samples_dir, evaluation=evaluation, recipe=recipe,
                     progress=progress)
     run.t_start = t_start
     budget_s = cfg.time_budget_min * 60 if cfg.time_budget_min > 0 else math.inf
@@ -203,6 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         cfg = config_from_args(args, "train")
+        recipe = recipe_of(read_params(args.params, quiet=True))
         epochs_need_budget(cfg)
         # MiFID during training (train.eval_every > 0): the score section says how to score
         score_cfg = load_config("score", args.params)
@@ -226,7 +229,7 @@ def main(argv: list[str] | None = None) -> int:
             ds, cfg, Path(args.out), rt, resume=args.resume,
             live_dir=Path(args.live) if args.live else None,
             samples_dir=Path(args.samples) if args.samples else None,
-            evaluation=evaluation, progress=not args.no_progress,
+            evaluation=evaluation, progress=not args.no_progress, recipe=recipe,
         )
     # OSError: a sample grid or dvclive folder that cannot be written, a full disk; TimeBudgetError (a ConfigError):
     # a budget too small for the speed measured

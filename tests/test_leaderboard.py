@@ -87,6 +87,8 @@ def test_rows_markdown_and_plot(tmp_path):
     model, params = L.describe_checkpoint(ck)
     assert model == "biggan"
     assert params == "step 1200/5000; z_dim=120 g_width=8; loss='bce' batch_size=32 augment=''"
+    # a checkpoint of a recipe names it first (the train stage keeps params.yaml's recipe in it)
+    assert L.describe_checkpoint(dict(ck, extra={"recipe": "ours"}))[1].startswith("recipe ours; step 1200/5000")
     L.update_leaderboard(tmp_path, L.make_row(metrics("standin", 0.5), model, params))
     L.update_leaderboard(tmp_path, L.make_row(metrics(mifid=80.0, reference="crops")))
     L.update_leaderboard(tmp_path, L.make_row(metrics(mifid=80.0)))

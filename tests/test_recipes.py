@@ -145,6 +145,25 @@ def test_every_recipe_trains_two_steps_on_tiny_data(recipe, tmp_path):
     assert np.isfinite(sum(float(p.sum()) for p in G.parameters()))
 
 
+def test_the_train_stage_keeps_the_recipe_in_the_checkpoint(tmp_path, monkeypatch):
+    """So that the leaderboard row of its score names the recipe (leaderboard.describe_checkpoint)."""
+    from pipeline import train as tr
+    from pipeline.checkpoint import load_checkpoint
+    from pipeline.files import save_dataset
+    from pipeline.leaderboard import describe_checkpoint
+    from tests.test_train import TINY, tiny_dataset
+
+    save_dataset(tmp_path / "d.npz", tiny_dataset(8))
+    dcgan = "".join(f"\n    {k}: {v}" for k, v in TINY["dcgan"].items())
+    (tmp_path / "params.yaml").write_text(f"recipe: dcgan\ntrain:\n  epochs: 1\n  batch_size: 4\n  dcgan:{dcgan}\n")
+    assert tr.main(["--data", str(tmp_path / "d.npz"), "--out", str(tmp_path / "ck.pt"), "--params",
+                    str(tmp_path / "params.yaml"), "--device", "cpu", "--no-progress"]) == 0
+    ck = load_checkpoint(tmp_path / "ck.pt")
+    assert ck["extra"]["recipe"] == "dcgan" and describe_checkpoint(ck)[1].startswith("recipe dcgan; step 2/2")
+    # the recipe's values, with params.yaml's own on top: its optimiser, the tiny model and batch from here
+    assert (ck["train_config"]["lr_g"], ck["train_config"]["beta1"], ck["train_config"]["batch_size"]) == (2e-4, 0.5, 4)
+
+
 @pytest.mark.parametrize("recipe", [r for r in FOUND if r != DEMO_RECIPE])
 def test_the_kernel_of_a_recipe_carries_its_values_and_names_it(recipe):
     from pipeline.kernel import select_params

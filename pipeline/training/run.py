@@ -37,6 +37,7 @@ class Run:
     out: Path  # the checkpoint
     breeds: list[str]
     label_counts: list[int]  # crops per breed, kept so generate draws breeds as often as training saw them
+    recipe: str  # the recipe the config came from ("" when not known), kept for the leaderboard
     steps: int  # total steps of the run: those of ``plan`` (0 until an ``epochs: auto`` run has one)
     step: int = 0  # steps done
     plan: Plan | None = None  # None only until an ``epochs: auto`` run is fitted to its budget
@@ -77,6 +78,7 @@ class Run:
             model=self.cfg.model, model_options=self.cfg.model_options, n_classes=p.n_classes, aux_classifier=p.aux,
             breeds=self.breeds, train_config={k: v for k, v in asdict(self.cfg).items() if k != "model_options"},
             extra={"label_counts": self.label_counts,
+                   "recipe": self.recipe,
                    "plan": self.plan.as_dict() if self.plan else None,  # so that --resume continues it
                    "eval": evaluation,  # in-training MiFID: the best so far and this step's (None: off)
                    "rng": rng_states(self.data),
@@ -140,7 +142,7 @@ class Run:
 
 
 def start_run(ds: Dataset, cfg: TrainConfig, out: Path, rt: Runtime, *, resume: bool,
-              samples_dir: Path | None, evaluation: EvalSettings | None, progress: bool) -> Run:
+              samples_dir: Path | None, evaluation: EvalSettings | None, progress: bool, recipe: str = "") -> Run:
     """Build the models for ``ds``, put the data on the device, load the checkpoint with --resume and take its plan
     (see :func:`resumed_plan`); then set up what rank 0 writes: the evaluator (which scores from the step reached)
     and the sample folder (cleared of grids after that step). Logging starts once the run has its plan."""
@@ -148,7 +150,7 @@ def start_run(ds: Dataset, cfg: TrainConfig, out: Path, rt: Runtime, *, resume: 
     breeds = [str(b) for b in ds.breeds]
     data = DeviceData(ds, rt.device, cfg.seed * 1000 + rt.rank)
     p = build_parts(cfg, len(breeds), rt, steps_per_epoch=len(data) / (cfg.batch_size * rt.world_size))
-    run = Run(p, cfg, rt, data, out, breeds, np.bincount(ds.labels, minlength=len(breeds)).tolist(), 0)
+    run = Run(p, cfg, rt, data, out, breeds, np.bincount(ds.labels, minlength=len(breeds)).tolist(), recipe, 0)
     asked = total_steps(cfg, len(data), rt.world_size)
     plan = epochs_plan(run, asked)
     extra = {}
