@@ -165,14 +165,19 @@ def test_the_train_stage_keeps_the_recipe_in_the_checkpoint(tmp_path, monkeypatc
 
 
 @pytest.mark.parametrize("recipe", [r for r in FOUND if r != DEMO_RECIPE])
-def test_the_kernel_of_a_recipe_carries_its_values_and_names_it(recipe):
-    from pipeline.kernel import select_params
+def test_the_kernel_of_a_recipe_carries_its_values_and_names_it(recipe, tmp_path):
+    import json
+
+    from pipeline.kernel import build, select_params
 
     params = params_with(recipe)
     selected = select_params(params, [])
     for section in RECIPE_SECTIONS:
         assert selected[section] == resolve_section(params, section)
     assert selected["kernel"]["title"] == f"Generative Dog Images GAN pipeline: {recipe}"
+    built = build(selected, tmp_path)  # the kernel stage's build: its folder is the recipe's slug
+    meta = json.loads((built.folder / "kernel-metadata.json").read_text())
+    assert meta["title"].endswith(f": {recipe}") and meta["id"].endswith(f"generative-dog-images-gan-pipeline-{recipe}")
     # a title that names the recipe already is kept, and --set still wins over the recipe
     params["kernel"] = dict(params["kernel"], title=f"My {recipe} dogs")
     selected = select_params(params, ["train.epochs=3"])
