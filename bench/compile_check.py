@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="torch.compile mode: default, reduce-overhead (CUDA graphs), max-autotune")
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--params-yaml-sizes", action="store_true",
-                    help="params.yaml's model sizes (default: the models' own, 1st-place sizes)")
+                    help="params.yaml's model sizes (default: the full-size recipes', BigGAN at the 1st place's)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--tol", type=float, default=0.05,
                     help="largest accepted |eager - compiled| / max(1, |eager|) of a loss at any step")

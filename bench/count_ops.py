@@ -29,7 +29,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.train_bench import synthetic  # noqa: E402
+from bench.train_bench import FULL_SIZE_RECIPES, recipe_train, synthetic  # noqa: E402
 from pipeline.training import step as ts  # noqa: E402
 from pipeline.config import build_config, read_params  # noqa: E402
 from pipeline.runtime import setup_runtime  # noqa: E402
@@ -56,8 +56,8 @@ class OpCounter(TorchDispatchMode):
 
 def count_step_ops(model: str, batch: int, steps: int, warmup: int, defaults: bool, overrides: dict) -> dict:
     values = dict(read_params().get("train") or {})
-    if defaults:
-        values = {k: v for k, v in values.items() if k not in ("dcgan", "biggan", "progan")}
+    if defaults:  # the full-size recipe's model (BigGAN: the 1st place's)
+        values[model] = recipe_train(FULL_SIZE_RECIPES[model])[model]
     values.update(model=model, batch_size=batch, precision="fp32", compile=False, ema_decay=0.999, **overrides)
     cfg = build_config("train", values)
     rt = setup_runtime(cfg.precision, cfg.channels_last, "cpu")
@@ -82,7 +82,8 @@ def main() -> int:
     ap.add_argument("--batch", type=int, default=8, help="does not change the count; small is quick")
     ap.add_argument("--steps", type=int, default=2)
     ap.add_argument("--warmup", type=int, default=1)
-    ap.add_argument("--params", action="store_true", help="params.yaml's model sizes, not the 1st-place defaults")
+    ap.add_argument("--params", action="store_true", help="params.yaml's model sizes, not the full-size recipes' "
+                    "(BigGAN: the 1st place's)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="train option override, e.g. --set loss=rals --set augment=color,translation")
     ap.add_argument("--gpu-adam", action="store_true",

@@ -2,7 +2,7 @@
 
     python bench/profile_train.py --model biggan --batch 128 --precision fp32 [--compile [--compile-mode reduce-overhead]]
 
-Runs ``train_step`` as bench/train_bench.py does (1st-place sizes), then profiles a few steps and
+Runs ``train_step`` as bench/train_bench.py does (the full-size recipes' model sizes: BigGAN at the 1st place's), then profiles a few steps and
 prints: wall time per step, GPU kernel time per step, kernels launched per step, and the top
 operators by GPU time and by CPU time. Wall >> GPU time means the step waits on Python and kernel
 launches, and torch.compile (or larger batches) is the fix; wall ~ GPU time means the kernels
@@ -21,7 +21,7 @@ from torch.profiler import ProfilerActivity, profile
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.train_bench import synthetic  # noqa: E402
+from bench.train_bench import FULL_SIZE_RECIPES, recipe_train, synthetic  # noqa: E402
 from pipeline.training import step as ts  # noqa: E402
 from pipeline.config import build_config, read_params  # noqa: E402
 from pipeline.runtime import setup_runtime  # noqa: E402
@@ -37,7 +37,8 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--rows", type=int, default=15)
     args = ap.parse_args()
-    values = {k: v for k, v in (read_params().get("train") or {}).items() if k not in ("dcgan", "biggan", "progan")}
+    values = dict(read_params().get("train") or {})
+    values[args.model] = recipe_train(FULL_SIZE_RECIPES[args.model])[args.model]  # the full-size recipe's model
     values.update(model=args.model, batch_size=args.batch, precision=args.precision, compile=args.compile,
                   compile_mode=args.compile_mode)
     cfg = build_config("train", values)

@@ -35,10 +35,12 @@ from pipeline.metrics.mifid import (covariance_root, feature_statistics, frechet
                                     frechet_distance_eigh, mifid_from_reference, prepare_reference)
 from pipeline.models import build_model  # noqa: E402
 from pipeline.runtime import pick_device  # noqa: E402
+from bench.train_bench import FULL_SIZE_RECIPES, recipe_train  # noqa: E402
 
 
 def make_checkpoint(path: Path, model: str, n_classes: int = 120) -> None:
-    cfg = build_config("train", {"model": model})  # the model's default (1st-place) size
+    # the model at its full-size recipe's size (BigGAN: the 1st place's)
+    cfg = build_config("train", {"model": model, model: recipe_train(FULL_SIZE_RECIPES[model])[model]})
     G, D = build_model(model, cfg.model_options, n_classes)
     save_checkpoint(path, G=G, D=D, G_ema=G, opt_g=None, opt_d=None, step=0, total_steps=0, model=model,
                     model_options=cfg.model_options, n_classes=n_classes, aux_classifier=False,

@@ -9,8 +9,9 @@ Times real ``train_step`` calls (D step on real + fake, G step, EMA update) on a
 data set held on the device, after warm-up steps, with the model sizes of ``params.yaml`` or the recipes'
 (``--defaults``: BigGAN at recipes/first-place.yaml's size, DCGAN and ProGAN at recipes/dcgan.yaml's and
 recipes/progan.yaml's). ``--recipes`` times each named recipe's whole train section as it is (its model, batch,
-loss, D steps, augmentation, LeCam) and projects the hours its epochs take on the 22,121 crops of the real data
-at that speed. Prints a table and writes JSON.
+loss, D steps, augmentation, LeCam) and projects the hours its epochs take at that speed on the crops its prepare
+section keeps of the real Stanford Dogs boxes (counted from ../shared's annotations where they are; 22,121, the
+1st-place count, where not). Prints a table and writes JSON.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from pipeline.annotations import AnnotationError, Box, breed_of_folder, parse_annotation  # noqa: E402
+from pipeline.boxes import BoxLimits, judge_box  # noqa: E402
 from pipeline.config import build_config, read_params, resolve_section  # noqa: E402
 from pipeline.files import Dataset  # noqa: E402
 from pipeline.runtime import setup_runtime, unwrap  # noqa: E402
@@ -44,6 +47,32 @@ def synthetic(n: int = 2048, classes: int = 120) -> Dataset:
 
 
 REAL_CROPS = 22_121  # crops the real data gives under the 1st-place prepare settings (README, "train")
+ANNOTATIONS_ZIP = Path(__file__).resolve().parents[2] / "shared" / "data" / "stanford-dogs-annotations" / "Annotation.zip"
+
+
+def real_boxes(zip_path: Path) -> list[tuple[Box, int, int]]:
+    """Every box of the Stanford Dogs annotations in ``zip_path``, with its photo's width and height."""
+    import zipfile
+
+    found = []
+    with zipfile.ZipFile(zip_path) as z:
+        for name in z.namelist():
+            parts = name.split("/")
+            if len(parts) != 3 or not parts[2]:
+                continue
+            try:
+                ann = parse_annotation(z.read(name), parts[2], breed_of_folder(parts[1]))
+            except AnnotationError:
+                continue
+            found.extend((box, ann.width, ann.height) for box in ann.boxes)
+    return found
+
+
+def crops_under(recipe: str, boxes: list[tuple[Box, int, int]]) -> int:
+    """How many of ``boxes`` recipe ``recipe``'s prepare section keeps (the prepare stage's box rules)."""
+    cfg = build_config("prepare", resolve_section(dict(read_params(), recipe=recipe), "prepare"))
+    limits = BoxLimits(cfg.min_aspect, cfg.max_aspect, cfg.min_side)
+    return sum(judge_box(box, w, h, limits)[0] is not None for box, w, h in boxes)
 FULL_SIZE_RECIPES = {"biggan": "first-place", "dcgan": "dcgan", "progan": "progan"}  # --defaults: the sizes of these
 
 
@@ -136,16 +165,20 @@ def main() -> int:
     args = ap.parse_args()
     rows = []
     print(f"torch {torch.__version__}, {torch.get_num_threads()} CPU threads")
+    boxes = real_boxes(ANNOTATIONS_ZIP) if args.recipes and ANNOTATIONS_ZIP.is_file() else None
     for name in args.recipes or []:
         for precision in args.precision:
             for comp in args.compile:
                 cfg = recipe_config(name, precision, comp == "on", args.compile_mode)
-                r = dict(bench_cfg(cfg, args.steps, args.warmup, args.device), recipe=name, epochs=cfg.epochs)
-                r["projected_hours"] = round(cfg.epochs * REAL_CROPS / cfg.batch_size * r["seconds_per_step"] / 3600, 2)
+                # the crops its prepare settings keep of the real boxes (the annotations, where they are here)
+                crops = crops_under(name, boxes) if boxes else REAL_CROPS
+                r = dict(bench_cfg(cfg, args.steps, args.warmup, args.device), recipe=name, epochs=cfg.epochs,
+                         crops=crops)
+                r["projected_hours"] = round(cfg.epochs * crops / cfg.batch_size * r["seconds_per_step"] / 3600, 2)
                 rows.append(r)
                 print(f"{name:13s} {r['model']:7s} batch {r['batch']:4d} {r['precision']:5s} compile "
                       f"{r['compile'] or 'off'} {r['seconds_per_step']:.3f} s/step: {cfg.epochs:g} epochs of "
-                      f"{REAL_CROPS:,} crops in {r['projected_hours']:.2f} h ({r['device']})", flush=True)
+                      f"{crops:,} crops in {r['projected_hours']:.2f} h ({r['device']})", flush=True)
     for model in ([] if args.recipes else args.models):
         for batch in args.batch:
             for precision in args.precision:

@@ -533,6 +533,19 @@ def section_defaults(section: str) -> dict[str, Any]:
     return defaults
 
 
+def _plain(value: Any) -> Any:
+    """A raw YAML value as the config reads it, for telling a user's value from a default: PyYAML reads ``3e-4`` as
+    a string and an empty value as None, which the config takes as the number and as ""."""
+    if value is None:
+        return ""
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
 def _layer(mine: dict, recipe: dict, defaults: dict, prefix: str, yours: list[str]) -> dict:
     """``recipe`` over the defaults, and over that every value of ``mine`` that is not its default; the keys where
     one of ``mine`` overrode a different recipe value are appended to ``yours``."""
@@ -540,9 +553,13 @@ def _layer(mine: dict, recipe: dict, defaults: dict, prefix: str, yours: list[st
     for key in dict.fromkeys([*mine, *recipe]):
         default = defaults.get(key)
         if isinstance(default, dict):  # a model's sub-section: key by key
+            for source, where in ((mine, "params.yaml"), (recipe, "the recipe")):
+                if not isinstance(source.get(key) or {}, dict):
+                    raise ConfigError(f"{prefix}{key} in {where} must be a mapping of keys to values, "
+                                      f"got {source[key]!r}")
             merged[key] = _layer(mine.get(key) or {}, recipe.get(key) or {}, default, f"{prefix}{key}.", yours)
-        elif key in mine and (key not in defaults or mine[key] != default):
-            if key in recipe and recipe[key] != mine[key]:
+        elif key in mine and (key not in defaults or _plain(mine[key]) != _plain(default)):
+            if key in recipe and _plain(recipe[key]) != _plain(mine[key]):
                 yours.append(f"{prefix}{key}: {mine[key]!r} (the recipe: {recipe[key]!r})")
         elif key in recipe:
             merged[key] = recipe[key]

@@ -85,6 +85,9 @@ def train(
     if rt.is_main:
         if samples_dir and (warning := sample_grid_warning(run.steps, cfg.sample_every)):
             print(f"warning: {warning}", file=sys.stderr)
+        if cfg.ema_decay > 0 and cfg.ema_start >= run.steps:
+            print(f"warning: train.ema_start {cfg.ema_start} is not below the run's {run.steps} steps: the EMA "
+                  "generator will be a plain copy of G (lower train.ema_start, or set it to 0)", file=sys.stderr)
         run.live = logger if logger is not None else _open_live(live_dir, resume and run.step > 0) if live_dir else None
     bar = tqdm(total=run.steps, initial=run.step, desc=f"train {cfg.model}", unit="step",
                disable=not (progress and rt.is_main))

@@ -84,6 +84,17 @@ def test_a_value_set_in_params_yaml_wins_over_the_recipe(capsys):
     assert (options.g_width, options.d_width, options.attention_res) == (16, 32, 32)
 
 
+def test_a_value_written_differently_is_still_the_demo_s():
+    """PyYAML reads a hand-written 3e-4 as a string and an empty value as None: still the demo's value (so the
+    recipe's applies), not a user's override; a model sub-section that is not a mapping is a ConfigError."""
+    assert resolved(params_with("third-place", train={"lr_g": "3e-4"}), "train").lr_g == 2e-4  # the recipe's
+    params = params_with("ours", train={"augment": None})
+    assert resolved(params, "train").augment == "color,translation,cutout"
+    params["train"]["biggan"] = 5
+    with pytest.raises(ConfigError, match="train.biggan in params.yaml must be a mapping"):
+        resolve_section(params, "train")
+
+
 def test_stages_say_which_recipe_is_in_force(tmp_path, monkeypatch, capsys):
     (tmp_path / "params.yaml").write_text("recipe: first-place\ngenerate:\n  seed: 3\n")
     cfg = load_config("generate", tmp_path / "params.yaml")
@@ -162,6 +173,19 @@ def test_the_train_stage_keeps_the_recipe_in_the_checkpoint(tmp_path, monkeypatc
     assert ck["extra"]["recipe"] == "dcgan" and describe_checkpoint(ck)[1].startswith("recipe dcgan; step 2/2")
     # the recipe's values, with params.yaml's own on top: its optimiser, the tiny model and batch from here
     assert (ck["train_config"]["lr_g"], ck["train_config"]["beta1"], ck["train_config"]["batch_size"]) == (2e-4, 0.5, 4)
+
+
+def test_an_ema_that_would_never_start_is_a_warning(tmp_path, capsys):
+    """fifth-place's EMA starts at step 30,000: a run cut shorter (-S train.epochs=10) would sample a plain G."""
+    from pipeline import train as tr
+    from pipeline.config import build_config
+    from pipeline.runtime import setup_runtime
+    from tests.test_train import TINY, tiny_dataset
+
+    cfg = build_config("train", {"epochs": 1, "batch_size": 4, "ema_start": 30_000, "dcgan": TINY["dcgan"]})
+    tr.train(tiny_dataset(8), cfg, tmp_path / "ck.pt", setup_runtime("fp32", False, "cpu"), progress=False,
+             samples_dir=tmp_path / "s")
+    assert "train.ema_start 30000 is not below the run's 2 steps" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("recipe", [r for r in FOUND if r != DEMO_RECIPE])

@@ -42,10 +42,13 @@ def restore_rng(ck: dict, data: DeviceData, cfg: TrainConfig, rt: Runtime, step:
 def resume_from(path: Path, p: Parts, cfg: TrainConfig, breeds: list[str], data: DeviceData, rt: Runtime) -> tuple[int, dict]:
     """Load the state of ``path`` into ``p``; returns the step it reached and the checkpoint's ``extra``."""
     ck = load_checkpoint(path, map_location="cpu")
+    recipe = ck["extra"].get("recipe")
+    # under a recipe, params.yaml's values are not the whole story: say which recipe the checkpoint came from
+    hint = f" It was trained under recipe {recipe!r} (params.yaml's `recipe`)." if recipe else ""
     if ck["model"] != cfg.model or ck["n_classes"] != p.n_classes:
         raise CheckpointError(
             f"{path} holds a {ck['model']!r} model with {ck['n_classes']} classes, but params ask for "
-            f"{cfg.model!r} with {p.n_classes}; remove the file or change the params to resume."
+            f"{cfg.model!r} with {p.n_classes}; remove the file or change the params to resume.{hint}"
         )
     if list(ck["breeds"]) != list(breeds):
         raise CheckpointError(f"{path} was trained on other breeds than this data set; remove it to start afresh.")
@@ -57,6 +60,7 @@ def resume_from(path: Path, p: Parts, cfg: TrainConfig, breeds: list[str], data:
         raise CheckpointError(
             f"{path} was trained with other model settings ({'; '.join(changed)}). Put them back in params.yaml "
             "to resume (aux_classifier comes from train.aux_class_weight > 0), or remove the file to start afresh."
+            f"{hint}"
         )
     if ck["opt_g"] is None or ck["opt_d"] is None:
         raise CheckpointError(f"{path} has no optimizer states (a checkpoint for sampling only); it cannot be resumed.")

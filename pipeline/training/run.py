@@ -37,9 +37,9 @@ class Run:
     out: Path  # the checkpoint
     breeds: list[str]
     label_counts: list[int]  # crops per breed, kept so generate draws breeds as often as training saw them
-    recipe: str  # the recipe the config came from ("" when not known), kept for the leaderboard
     steps: int  # total steps of the run: those of ``plan`` (0 until an ``epochs: auto`` run has one)
     step: int = 0  # steps done
+    recipe: str = ""  # the recipe the config came from ("" when not known), kept for the leaderboard
     plan: Plan | None = None  # None only until an ``epochs: auto`` run is fitted to its budget
     grid: SampleGrid | None = None
     samples_dir: Path | None = None
@@ -150,7 +150,8 @@ def start_run(ds: Dataset, cfg: TrainConfig, out: Path, rt: Runtime, *, resume: 
     breeds = [str(b) for b in ds.breeds]
     data = DeviceData(ds, rt.device, cfg.seed * 1000 + rt.rank)
     p = build_parts(cfg, len(breeds), rt, steps_per_epoch=len(data) / (cfg.batch_size * rt.world_size))
-    run = Run(p, cfg, rt, data, out, breeds, np.bincount(ds.labels, minlength=len(breeds)).tolist(), recipe, 0)
+    run = Run(p, cfg, rt, data, out, breeds, np.bincount(ds.labels, minlength=len(breeds)).tolist(), 0,
+              recipe=recipe)
     asked = total_steps(cfg, len(data), rt.world_size)
     plan = epochs_plan(run, asked)
     extra = {}

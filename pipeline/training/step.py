@@ -90,8 +90,8 @@ def total_steps(cfg: TrainConfig, n_images: int, world_size: int = 1) -> int | N
     return asked_steps(cfg.epochs, n_images, cfg.batch_size, world_size)
 
 
-CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")
-LECAM_DECAY = 0.99  # LeCam's moving averages of D's logits: the paper's decay  # torch.compile modes that use CUDA graphs
+CUDA_GRAPH_MODES = ("reduce-overhead", "max-autotune")  # torch.compile modes that use CUDA graphs
+LECAM_DECAY = 0.99  # LeCam's moving averages of D's logits: the decay of the authors' TensorFlow code
 
 
 def adam(params, lr: float, betas: tuple[float, float]) -> torch.optim.Adam:
