@@ -28,7 +28,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.annotations import AnnotationError, Box, breed_of_folder, parse_annotation  # noqa: E402
+from bench.prepare_bench import DEFAULT_ZIP as ANNOTATIONS_ZIP  # noqa: E402
+from pipeline.annotations import Box, read_annotation_zip  # noqa: E402
 from pipeline.boxes import BoxLimits, judge_box  # noqa: E402
 from pipeline.config import build_config, read_params, resolve_section  # noqa: E402
 from pipeline.files import Dataset  # noqa: E402
@@ -47,25 +48,11 @@ def synthetic(n: int = 2048, classes: int = 120) -> Dataset:
 
 
 REAL_CROPS = 22_121  # crops the real data gives under the 1st-place prepare settings (README, "train")
-ANNOTATIONS_ZIP = Path(__file__).resolve().parents[2] / "shared" / "data" / "stanford-dogs-annotations" / "Annotation.zip"
 
 
 def real_boxes(zip_path: Path) -> list[tuple[Box, int, int]]:
     """Every box of the Stanford Dogs annotations in ``zip_path``, with its photo's width and height."""
-    import zipfile
-
-    found = []
-    with zipfile.ZipFile(zip_path) as z:
-        for name in z.namelist():
-            parts = name.split("/")
-            if len(parts) != 3 or not parts[2]:
-                continue
-            try:
-                ann = parse_annotation(z.read(name), parts[2], breed_of_folder(parts[1]))
-            except AnnotationError:
-                continue
-            found.extend((box, ann.width, ann.height) for box in ann.boxes)
-    return found
+    return [(box, ann.width, ann.height) for _, _, ann in read_annotation_zip(zip_path) for box in ann.boxes]
 
 
 def crops_under(recipe: str, boxes: list[tuple[Box, int, int]]) -> int:

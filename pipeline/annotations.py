@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import os
 import xml.etree.ElementTree as ET
+import zipfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,3 +115,13 @@ def list_annotation_files(annotation_dir: str | os.PathLike) -> list[AnnotationF
                 photo_id = f.name[: -len(".xml")] if f.name.endswith(".xml") else f.name
                 found.append(AnnotationFile(path=f, photo_id=photo_id, breed=breed))
     return found
+
+
+def read_annotation_zip(path: str | os.PathLike) -> Iterator[tuple[str, bytes, Annotation]]:
+    """Each annotation of a zip of ``Annotation/<wnid>-<Breed>/<wnid>_<n>`` files, in name order: (the breed
+    folder's name, the file's bytes, the parsed annotation). AnnotationError for a file that does not parse."""
+    with zipfile.ZipFile(path) as z:
+        for name in sorted(n for n in z.namelist() if not n.endswith("/")):
+            folder, photo_id = Path(name).parent.name, Path(name).name
+            text = z.read(name)
+            yield folder, text, parse_annotation(text, photo_id, breed_of_folder(folder))

@@ -17,13 +17,12 @@ import io
 import shutil
 import sys
 import tempfile
-import zipfile
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
-from pipeline.annotations import Box, breed_of_folder, parse_annotation
+from pipeline.annotations import Box, read_annotation_zip
 from pipeline.files import replace_dir, write_json
 
 ASSET = Path(__file__).parent / "assets" / "demo_annotations.zip"
@@ -88,18 +87,14 @@ def build_demo(out: str | Path, seed: int = 0, annotations_zip: Path = ASSET) ->
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
     try:
         photos = boxes = 0
-        with zipfile.ZipFile(annotations_zip) as z:
-            for name in sorted(n for n in z.namelist() if not n.endswith("/")):
-                folder, photo_id = Path(name).parent.name, Path(name).name
-                text = z.read(name)
-                ann = parse_annotation(text, photo_id, breed_of_folder(folder))
-                (tmp / "Annotation" / folder).mkdir(parents=True, exist_ok=True)
-                (tmp / "Annotation" / folder / photo_id).write_bytes(text)
-                picture = synthesize_photo(ann.width, ann.height, list(ann.boxes), ann.breed, rng)
-                (tmp / "all-dogs").mkdir(exist_ok=True)
-                (tmp / "all-dogs" / f"{photo_id}.jpg").write_bytes(jpeg_bytes(picture))
-                photos += 1
-                boxes += len(ann.boxes)
+        for folder, text, ann in read_annotation_zip(annotations_zip):
+            (tmp / "Annotation" / folder).mkdir(parents=True, exist_ok=True)
+            (tmp / "Annotation" / folder / ann.photo_id).write_bytes(text)
+            picture = synthesize_photo(ann.width, ann.height, list(ann.boxes), ann.breed, rng)
+            (tmp / "all-dogs").mkdir(exist_ok=True)
+            (tmp / "all-dogs" / f"{ann.photo_id}.jpg").write_bytes(jpeg_bytes(picture))
+            photos += 1
+            boxes += len(ann.boxes)
         summary = {"source": "demo", "seed": seed, "photos": photos, "boxes": boxes}
         write_json(tmp / MARKER, summary)
         replace_dir(tmp, out)
